@@ -191,7 +191,8 @@ impl Config {
         if self.kafka.replication_factor == 0 {
             return bad("kafka.replication_factor", "must be at least 1");
         }
-        if !self.clickhouse.url.starts_with("http://") && !self.clickhouse.url.starts_with("https://")
+        if !self.clickhouse.url.starts_with("http://")
+            && !self.clickhouse.url.starts_with("https://")
         {
             return bad("clickhouse.url", "must be an http:// or https:// URL");
         }
@@ -224,9 +225,8 @@ struct EnvLayer {
 
 impl figment::Provider for EnvLayer {
     fn metadata(&self) -> figment::Metadata {
-        figment::Metadata::named("environment variable").interpolater(|_profile, keys| {
-            format!("SPINDLE__{}", keys.join("__").to_uppercase())
-        })
+        figment::Metadata::named("environment variable")
+            .interpolater(|_profile, keys| format!("SPINDLE__{}", keys.join("__").to_uppercase()))
     }
 
     fn data(
@@ -287,7 +287,7 @@ fn describe(error: figment::Error) -> ConfigError {
                     Some(figment::Source::File(path)) => format!(" (from `{}`)", path.display()),
                     _ if meta.name == "environment variable" => format!(
                         " (from environment variable `{}`)",
-                        (meta.interpolate)(&e.profile.clone().unwrap_or_default(), &e.path)
+                        meta.interpolate(&e.profile.clone().unwrap_or_default(), &e.path)
                     ),
                     _ => format!(" (from {})", meta.name),
                 },

@@ -1,1 +1,7 @@
-fn main() {}
+//! `spindle`: one binary, a subcommand per role plus the local-stack orchestrator.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    spindle::cli::main()
+}

@@ -44,7 +44,13 @@ pub const PLATFORM_EVENTS: Topic = Topic {
 };
 
 /// Every topic Spindle needs, in creation order.
-pub const ALL: [Topic; 5] = [SPANS_RAW, SPANS_ENRICHED, TRACES_EVENTS, SPANS_DLQ, PLATFORM_EVENTS];
+pub const ALL: [Topic; 5] = [
+    SPANS_RAW,
+    SPANS_ENRICHED,
+    TRACES_EVENTS,
+    SPANS_DLQ,
+    PLATFORM_EVENTS,
+];
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,249 @@
+//! The command line: parses flags, loads settings once, runs one subcommand.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command as Process, ExitCode};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Sources};
+use crate::stack::{self, Output, State};
+
+/// Spindle: observability for LLM applications and AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "spindle", version, about)]
+struct Cli {
+    /// A TOML file with settings over the built-in defaults (see `spindle config defaults`).
+    #[arg(long, global = true, env = "SPINDLE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the local stack (installing what is missing), create topics and the bucket, and
+    /// apply migrations. Safe to run again.
+    Up {
+        /// Print only errors.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Stop every process `spindle up` started.
+    Down,
+    /// Show each local service with its address, pid and health.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply pending ClickHouse migrations (`migrate status` lists them).
+    Migrate {
+        #[command(subcommand)]
+        action: Option<MigrateAction>,
+    },
+    /// Show settings.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Run every test (installs cargo-nextest when missing); extra arguments go to nextest.
+    Test {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrateAction {
+    /// List applied and pending migrations without changing anything.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Print the built-in defaults file, which documents every setting.
+    Defaults,
+    /// Print the effective settings (secrets masked).
+    Show,
+}
+
+/// Runs the command line and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let sources = Sources {
+        file: cli.config.clone(),
+        env: std::env::vars().collect(),
+    };
+    let config = match Config::load(&sources) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::logging::init(&config.log);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Up { quiet } => {
+            stack::up(&config, &mut Output::new(quiet)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Down => {
+            stack::down(&config, &mut Output::new(false)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => status(&config, json).await,
+        Command::Migrate { action } => migrate(&config, action).await,
+        Command::Config { action } => {
+            let mut stdout = std::io::stdout().lock();
+            match action {
+                ConfigAction::Defaults => write!(stdout, "{}", crate::config::DEFAULTS)?,
+                ConfigAction::Show => writeln!(stdout, "{config:#?}")?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Test { args } => test(&args),
+    }
+}
+
+async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let services = stack::status(config).await?;
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut stdout, &services)?;
+        writeln!(stdout)?;
+    } else {
+        writeln!(stdout, "data dir: {}", stack::data_dir(config)?.display())?;
+        writeln!(
+            stdout,
+            "{:<12}{:<18}{:<9}{:<11}detail",
+            "SERVICE", "ADDRESS", "PID", "STATE"
+        )?;
+        for s in &services {
+            let state = match s.state {
+                State::Healthy => "healthy",
+                State::Unhealthy => "unhealthy",
+                State::Stopped => "stopped",
+            };
+            let pid = s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+            writeln!(
+                stdout,
+                "{:<12}{:<18}{:<9}{:<11}{}",
+                s.service,
+                s.address,
+                pid,
+                state,
+                s.detail.as_deref().unwrap_or("")
+            )?;
+        }
+    }
+    let all_healthy = services.iter().all(|s| s.state == State::Healthy);
+    Ok(if all_healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn migrate(config: &Config, action: Option<MigrateAction>) -> anyhow::Result<ExitCode> {
+    let client = crate::clients::clickhouse(&config.clickhouse);
+    let database = &config.clickhouse.database;
+    let migrations = spindle_migrations::embedded();
+    let mut stdout = std::io::stdout().lock();
+    match action {
+        None => {
+            let applied = spindle_migrations::apply(&client, database, &migrations).await?;
+            if applied.is_empty() {
+                writeln!(stdout, "schema of `{database}` is current")?;
+            }
+            for name in applied {
+                writeln!(stdout, "applied {name}")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(MigrateAction::Status) => {
+            let lines = spindle_migrations::status(&client, database, &migrations).await?;
+            writeln!(
+                stdout,
+                "{:<8}{:<28}{:<10}applied at",
+                "VERSION", "NAME", "STATE"
+            )?;
+            let mut clean = true;
+            for line in lines {
+                let state = match line.state {
+                    spindle_migrations::MigrationState::Applied => "applied",
+                    spindle_migrations::MigrationState::Pending => "pending",
+                    spindle_migrations::MigrationState::Edited => {
+                        clean = false;
+                        "EDITED"
+                    }
+                    spindle_migrations::MigrationState::Unknown => {
+                        clean = false;
+                        "UNKNOWN"
+                    }
+                };
+                writeln!(
+                    stdout,
+                    "{:<8}{:<28}{:<10}{}",
+                    line.version,
+                    line.name,
+                    state,
+                    line.applied_at.as_deref().unwrap_or("-")
+                )?;
+            }
+            Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+/// `spindle test`: the one command that runs every test of the workspace.
+fn test(args: &[String]) -> anyhow::Result<ExitCode> {
+    let has_nextest = Process::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !has_nextest {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "installing cargo-nextest (once)")?;
+        let status = Process::new("cargo")
+            .args(["install", "cargo-nextest", "--locked"])
+            .status()
+            .context("cannot run cargo install")?;
+        if !status.success() {
+            bail!("`cargo install cargo-nextest --locked` failed ({status})");
+        }
+    }
+    let status = Process::new("cargo")
+        .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+        .args(args)
+        .status()
+        .context("cannot run cargo nextest")?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

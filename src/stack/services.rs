@@ -1,0 +1,217 @@
+//! The local stack's services: where each listens and how it is started.
+
+use std::ffi::OsString;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use super::Output;
+use super::install;
+use super::process::Launch;
+use crate::clients::Dependency;
+use crate::config::Config;
+
+/// The ClickHouse HTTP adapter over chDB, written into the data dir at start.
+const CLICKHOUSE_ADAPTER: &str = include_str!("clickhouse_http.py");
+
+/// One local service: the dependency it stands in for and where it listens.
+#[derive(Debug, Clone)]
+pub(crate) struct Service {
+    pub(crate) dependency: Dependency,
+    pub(crate) addr: SocketAddr,
+    /// The setting that decides the address, for error messages.
+    pub(crate) setting: &'static str,
+}
+
+/// The services of the stack in start order, with addresses taken from the client settings:
+/// one setting decides both where the stack listens and where Spindle connects.
+pub(crate) fn services(config: &Config) -> anyhow::Result<Vec<Service>> {
+    Dependency::ALL
+        .into_iter()
+        .map(|dependency| {
+            let (setting, endpoint) = match dependency {
+                Dependency::Kafka => (
+                    "SPINDLE__KAFKA__BROKERS",
+                    config
+                        .kafka
+                        .brokers
+                        .split(',')
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned(),
+                ),
+                Dependency::ClickHouse => (
+                    "SPINDLE__CLICKHOUSE__URL",
+                    host_port(&config.clickhouse.url)?,
+                ),
+                Dependency::S3 => ("SPINDLE__S3__ENDPOINT", host_port(&config.s3.endpoint)?),
+                Dependency::Redis => ("SPINDLE__REDIS__URL", host_port(config.redis.url.expose())?),
+            };
+            let addr = local_addr(&endpoint).with_context(|| {
+                format!(
+                    "`{setting}` points at `{endpoint}`: `spindle up` runs the local stack on this \
+                     machine only, so it needs 127.0.0.1 or localhost"
+                )
+            })?;
+            Ok(Service {
+                dependency,
+                addr,
+                setting,
+            })
+        })
+        .collect()
+}
+
+fn host_port(url: &str) -> anyhow::Result<String> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("`{url}` is not a URL"))?;
+    let host = parsed.host_str().context("URL without a host")?;
+    let port = parsed
+        .port_or_known_default()
+        .or(match parsed.scheme() {
+            "redis" => Some(6379),
+            _ => None,
+        })
+        .context("URL without a port")?;
+    Ok(format!("{host}:{port}"))
+}
+
+fn local_addr(endpoint: &str) -> anyhow::Result<SocketAddr> {
+    let addr = endpoint
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve `{endpoint}`"))?
+        .find(SocketAddr::is_ipv4)
+        .context("no IPv4 address")?;
+    if !addr.ip().is_loopback() {
+        bail!("`{endpoint}` is not a loopback address");
+    }
+    Ok(addr)
+}
+
+/// Installs what a service needs and says how to start it.
+pub(crate) fn launch(
+    service: &Service,
+    config: &Config,
+    data_dir: &Path,
+    out: &mut Output,
+) -> anyhow::Result<Launch> {
+    let host = service.addr.ip().to_string();
+    let port = service.addr.port().to_string();
+    let dir = data_dir.join(service.dependency.name());
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let tools = &config.stack.tools_dir;
+    let prebuilt: Vec<PathBuf> = config.stack.prebuilt_dirs.clone();
+    let launch = match service.dependency {
+        Dependency::Redis => {
+            let mut args: Vec<OsString> = [
+                "--bind",
+                &host,
+                "--port",
+                &port,
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--dir",
+            ]
+            .iter()
+            .map(OsString::from)
+            .collect();
+            args.push(dir.clone().into_os_string());
+            let url = reqwest::Url::parse(config.redis.url.expose())?;
+            if let Some(password) = url.password() {
+                args.push("--requirepass".into());
+                args.push(password.into());
+            }
+            Launch {
+                program: install::redis_server(out)?,
+                args,
+                cwd: dir,
+                env: vec![],
+            }
+        }
+        Dependency::S3 => Launch {
+            program: install::cargo_tool(&install::S3S_FS, tools, &prebuilt, out)?,
+            args: vec![
+                "--host".into(),
+                host.into(),
+                "--port".into(),
+                port.into(),
+                "--access-key".into(),
+                config.s3.access_key_id.clone().into(),
+                "--secret-key".into(),
+                config.s3.secret_access_key.expose().into(),
+                dir.clone().into_os_string(),
+            ],
+            cwd: dir,
+            env: vec![],
+        },
+        Dependency::Kafka => {
+            let listener = format!("tcp://{}", service.addr);
+            Launch {
+                program: install::cargo_tool(&install::TANSU, tools, &prebuilt, out)?,
+                args: vec![
+                    "broker".into(),
+                    "--listener-url".into(),
+                    listener.clone().into(),
+                    "--advertised-listener-url".into(),
+                    listener.into(),
+                    // tansu resolves the sqlite path against its working directory.
+                    "--storage-engine".into(),
+                    "sqlite://tansu.db".into(),
+                ],
+                cwd: dir,
+                env: vec![("RUST_LOG".into(), "warn".into())],
+            }
+        }
+        Dependency::ClickHouse => {
+            let python = install::chdb_python(tools, out)?;
+            let run_dir = data_dir.join("run");
+            let script = run_dir.join("clickhouse_http.py");
+            std::fs::write(&script, CLICKHOUSE_ADAPTER)?;
+            let password_file = run_dir.join("clickhouse.password");
+            write_private(&password_file, config.clickhouse.password.expose())?;
+            Launch {
+                program: python,
+                args: vec![
+                    "-u".into(),
+                    script.into_os_string(),
+                    "--host".into(),
+                    host.into(),
+                    "--port".into(),
+                    port.into(),
+                    "--data-dir".into(),
+                    dir.join("data").into_os_string(),
+                    "--user".into(),
+                    config.clickhouse.user.clone().into(),
+                    "--password-file".into(),
+                    password_file.into_os_string(),
+                ],
+                cwd: dir,
+                env: vec![],
+            }
+        }
+    };
+    Ok(launch)
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
