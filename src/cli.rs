@@ -220,7 +220,7 @@ async fn migrate(config: &Config, action: Option<MigrateAction>) -> anyhow::Resu
 
 /// `spindle test`: the one command that runs every test of the workspace.
 fn test(args: &[String]) -> anyhow::Result<ExitCode> {
-    let has_nextest = Process::new("cargo")
+    let has_nextest = cargo()
         .args(["nextest", "--version"])
         .output()
         .map(|o| o.status.success())
@@ -228,7 +228,7 @@ fn test(args: &[String]) -> anyhow::Result<ExitCode> {
     if !has_nextest {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "installing cargo-nextest (once)")?;
-        let status = Process::new("cargo")
+        let status = cargo()
             .args(["install", "cargo-nextest", "--locked"])
             .status()
             .context("cannot run cargo install")?;
@@ -236,7 +236,36 @@ fn test(args: &[String]) -> anyhow::Result<ExitCode> {
             bail!("`cargo install cargo-nextest --locked` failed ({status})");
         }
     }
-    let status = Process::new("cargo")
+    // `schemas` is shared with the wasm web app: it must keep compiling for wasm32.
+    let has_wasm = Process::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-unknown-unknown"))
+        .unwrap_or(false);
+    if !has_wasm {
+        let status = Process::new("rustup")
+            .args(["target", "add", "wasm32-unknown-unknown"])
+            .status()
+            .context("cannot run rustup")?;
+        if !status.success() {
+            bail!("`rustup target add wasm32-unknown-unknown` failed ({status})");
+        }
+    }
+    let status = cargo()
+        .args([
+            "check",
+            "--quiet",
+            "-p",
+            "spindle-schemas",
+            "--target",
+            "wasm32-unknown-unknown",
+        ])
+        .status()
+        .context("cannot run cargo check")?;
+    if !status.success() {
+        bail!("`spindle-schemas` does not compile for wasm32-unknown-unknown");
+    }
+    let status = cargo()
         .args(["nextest", "run", "--workspace", "--no-fail-fast"])
         .args(args)
         .status()
@@ -246,4 +275,28 @@ fn test(args: &[String]) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A `cargo` command without the variables `cargo run` sets for the running package.
+///
+/// Build scripts (ring's, for one) rerun when `CARGO_PKG_NAME` or `CARGO_MANIFEST_DIR` change,
+/// so passing the outer package's values down would rebuild them on every `spindle test`.
+fn cargo() -> Process {
+    let mut command = Process::new("cargo");
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let set_by_cargo_run = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|prefix| key.starts_with(prefix))
+            || key == "CARGO_PRIMARY_PACKAGE";
+        if set_by_cargo_run {
+            command.env_remove(key.as_ref());
+        }
+    }
+    command
 }

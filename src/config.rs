@@ -163,10 +163,10 @@ impl Config {
         });
         let mut config: Config = figment.extract().map_err(describe)?;
         config.validate()?;
-        if let Some((_, home)) = sources.env.iter().find(|(k, _)| k == "SPINDLE_HOME") {
-            if !home.is_empty() {
-                config.stack.data_dir = PathBuf::from(home);
-            }
+        if let Some((_, home)) = sources.env.iter().find(|(k, _)| k == "SPINDLE_HOME")
+            && !home.is_empty()
+        {
+            config.stack.data_dir = PathBuf::from(home);
         }
         if config.stack.tools_dir.as_os_str().is_empty() {
             let home = sources

@@ -53,7 +53,7 @@ fn sample(id: u64) -> Everything {
     Everything {
         id,
         name: format!("span \"{id}\" with 'quotes', tabs\tand unicode ✓"),
-        kind: if id % 2 == 0 {
+        kind: if id.is_multiple_of(2) {
             "llm".into()
         } else {
             "tool".into()
@@ -65,14 +65,14 @@ fn sample(id: u64) -> Everything {
         ingested: OffsetDateTime::from_unix_timestamp_nanos(1_764_230_401_123_000_000)
             .expect("valid time"),
         day: 20_419,
-        cost: if id % 3 == 0 {
+        cost: if id.is_multiple_of(3) {
             None
         } else {
             Some(1_234_567_890_123 + id as i64)
         },
         total: -98_765_432_109_876_543_210_i128,
         flag: id % 2 == 1,
-        sign: if id % 2 == 0 { 1 } else { -1 },
+        sign: if id.is_multiple_of(2) { 1 } else { -1 },
         tags: vec!["prod".into(), format!("t{id}")],
         attributes: HashMap::from([
             ("gen_ai.request.model".into(), "gpt-4o".into()),

@@ -164,10 +164,10 @@ async fn read_everything(config: &Config) {
     let found = tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while std::time::Instant::now() < deadline {
-            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) {
-                if message.payload() == Some(b"kept across restarts".as_slice()) {
-                    return true;
-                }
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(500))
+                && message.payload() == Some(b"kept across restarts".as_slice())
+            {
+                return true;
             }
         }
         false

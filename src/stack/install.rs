@@ -108,10 +108,22 @@ pub(crate) fn chdb_python(tools_dir: &Path, out: &mut Output) -> anyhow::Result<
         let system_python = find_on_path("python3").context(
             "python3 is missing: install Python 3.9+ (Debian: `apt-get install python3 python3-venv`)",
         )?;
-        run(
-            Command::new(system_python).arg("-m").arg("venv").arg(&venv),
-            "python3 -m venv",
-        )?;
+        let create = || {
+            run(
+                Command::new(&system_python)
+                    .arg("-m")
+                    .arg("venv")
+                    .arg(&venv),
+                "python3 -m venv",
+            )
+        };
+        if create().is_err() {
+            // Debian's python3 ships venv separately.
+            out.step("clickhouse", "installing Debian's python3-venv package");
+            std::fs::remove_dir_all(&venv).ok();
+            apt_install(&["python3-venv"])?;
+            create()?;
+        }
     }
     out.step(
         "clickhouse",
@@ -185,6 +197,10 @@ fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
 }
 
 /// Looks a program up on `PATH` (and the sbin folders, where Debian puts servers).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "PATH is how the OS finds programs, not a Spindle setting"
+)]
 pub(crate) fn find_on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
