@@ -457,4 +457,34 @@ mod tests {
         assert!(!debug.contains("spindle-local-secret"), "{debug}");
         assert!(debug.contains("***"));
     }
+
+    /// The Kubernetes ConfigMap sets settings by environment variable: they must all load.
+    #[test]
+    fn k8s_config_map_loads() {
+        let manifest = include_str!("../k8s/base/config.yaml");
+        let mut vars: Vec<(String, String)> = manifest
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("SPINDLE__"))
+            .map(|l| {
+                let (key, value) = l.split_once(':').expect("key: value");
+                (key.to_owned(), value.trim().trim_matches('"').to_owned())
+            })
+            .collect();
+        assert!(vars.len() > 5, "the ConfigMap sets settings");
+        vars.push(("SPINDLE__CLICKHOUSE__PASSWORD".into(), "from-secret".into()));
+        let config = Config::load(&Sources {
+            file: None,
+            env: vars,
+        })
+        .expect("ConfigMap loads");
+        assert_eq!(
+            config.kafka.brokers,
+            "kafka-0.kafka:9092,kafka-1.kafka:9092,kafka-2.kafka:9092"
+        );
+        assert_eq!(config.s3.endpoint, "");
+        assert!(!config.s3.force_path_style);
+        assert_eq!(config.clickhouse.compression, ClickHouseCompression::Lz4);
+        assert_eq!(config.health.listen.port(), 9464);
+    }
 }
