@@ -1,8 +1,11 @@
 //! The vocabulary of Spindle: names and types every other crate agrees on.
 //!
 //! `schemas` does no IO and has no async runtime, so it also compiles to
-//! `wasm32-unknown-unknown` for the web app. Today it holds the Kafka topic names; the gateway
-//! and processing issues add the canonical span types, the Kafka payloads (prost) and the model
-//! price table.
+//! `wasm32-unknown-unknown` for the web app (`spindle test` checks it). It holds the Kafka topic
+//! names, the `spans.raw` payload and S3 archive format (prost, wrapping OTLP's own messages)
+//! and the `platform.events` events. The canonical enriched span and the price table arrive
+//! with the processing issue.
 
+pub mod platform;
+pub mod raw;
 pub mod topics;

@@ -1,0 +1,229 @@
+//! Ingest entitlements: a per-project rate (token bucket, per gateway instance) and a monthly
+//! span quota (a Redis counter shared by all instances).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use time::OffsetDateTime;
+
+/// A project's ingest limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entitlements {
+    /// Sustained spans per second; bursts of one second's worth pass at once.
+    pub spans_per_second: u64,
+    /// Spans per calendar month (UTC); 0 means unlimited.
+    pub monthly_span_quota: u64,
+}
+
+/// Why a request was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    #[error("project `{project_id}` is over its rate of {limit} spans per second; retry in {retry_after_secs} s")]
+    RateLimited {
+        project_id: String,
+        limit: u64,
+        retry_after_secs: u64,
+    },
+    #[error(
+        "project `{project_id}` has used its monthly quota of {quota} spans ({used} sent this month); \
+         it resets on {resets_on}"
+    )]
+    QuotaExhausted {
+        project_id: String,
+        quota: u64,
+        used: u64,
+        resets_on: String,
+        retry_after_secs: u64,
+    },
+    #[error("cannot check limits right now: {0}")]
+    Unavailable(String),
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Admits requests against entitlements and records accepted spans.
+#[derive(Clone)]
+pub struct Limits {
+    redis: ConnectionManager,
+    defaults: Entitlements,
+    ttl: Duration,
+    entitlements: Arc<Mutex<HashMap<String, (Instant, Entitlements)>>>,
+    buckets: Arc<Mutex<HashMap<String, Bucket>>>,
+}
+
+impl Limits {
+    /// `defaults` apply to projects with no `entitlements_set` event; `ttl` is how long a
+    /// project's entitlements are cached.
+    pub fn new(redis: ConnectionManager, defaults: Entitlements, ttl: Duration) -> Self {
+        Self {
+            redis,
+            defaults,
+            ttl,
+            entitlements: Arc::default(),
+            buckets: Arc::default(),
+        }
+    }
+
+    /// Checks that `spans` more spans may enter now. Does not record them.
+    pub async fn admit(&self, project_id: &str, spans: u64) -> Result<(), LimitError> {
+        let entitlements = self.entitlements(project_id).await?;
+        self.take_tokens(project_id, spans, entitlements.spans_per_second)?;
+        if entitlements.monthly_span_quota > 0 {
+            let now = OffsetDateTime::now_utc();
+            let used: Option<u64> = self
+                .redis
+                .clone()
+                .get(crate::keys::monthly_usage(project_id, yyyymm(now)))
+                .await
+                .map_err(|e| LimitError::Unavailable(e.to_string()))?;
+            let used = used.unwrap_or(0);
+            if used.saturating_add(spans) > entitlements.monthly_span_quota {
+                let (resets_on, retry_after_secs) = next_month(now);
+                return Err(LimitError::QuotaExhausted {
+                    project_id: project_id.to_owned(),
+                    quota: entitlements.monthly_span_quota,
+                    used,
+                    resets_on,
+                    retry_after_secs,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds accepted spans to the project's monthly counter.
+    pub async fn record(&self, project_id: &str, spans: u64) -> Result<(), LimitError> {
+        if spans == 0 {
+            return Ok(());
+        }
+        let key = crate::keys::monthly_usage(project_id, yyyymm(OffsetDateTime::now_utc()));
+        let mut redis = self.redis.clone();
+        redis::pipe()
+            .incr(&key, spans)
+            .expire(&key, 40 * 24 * 3600)
+            .query_async::<()>(&mut redis)
+            .await
+            .map_err(|e| LimitError::Unavailable(e.to_string()))
+    }
+
+    async fn entitlements(&self, project_id: &str) -> Result<Entitlements, LimitError> {
+        if let Some((at, e)) = self
+            .entitlements
+            .lock()
+            .expect("entitlements lock is never poisoned")
+            .get(project_id)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(*e);
+        }
+        let fields: HashMap<String, u64> = self
+            .redis
+            .clone()
+            .hgetall(crate::keys::entitlements(project_id))
+            .await
+            .map_err(|e| LimitError::Unavailable(e.to_string()))?;
+        let e = Entitlements {
+            spans_per_second: fields
+                .get("spans_per_second")
+                .copied()
+                .unwrap_or(self.defaults.spans_per_second),
+            monthly_span_quota: fields
+                .get("monthly_span_quota")
+                .copied()
+                .unwrap_or(self.defaults.monthly_span_quota),
+        };
+        let mut cache = self
+            .entitlements
+            .lock()
+            .expect("entitlements lock is never poisoned");
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(project_id.to_owned(), (Instant::now(), e));
+        Ok(e)
+    }
+
+    fn take_tokens(&self, project_id: &str, spans: u64, rate: u64) -> Result<(), LimitError> {
+        if rate == 0 {
+            return Ok(());
+        }
+        let mut buckets = self.buckets.lock().expect("bucket lock is never poisoned");
+        let bucket = buckets.entry(project_id.to_owned()).or_insert(Bucket {
+            tokens: rate as f64,
+            at: Instant::now(),
+        });
+        let verdict = take(bucket, spans, rate, Instant::now());
+        verdict.map_err(|retry_after_secs| LimitError::RateLimited {
+            project_id: project_id.to_owned(),
+            limit: rate,
+            retry_after_secs,
+        })
+    }
+}
+
+/// Refills the bucket and takes `spans` when it holds any tokens (debt is allowed, so a batch
+/// larger than one second's worth still passes, then waits out its debt).
+fn take(bucket: &mut Bucket, spans: u64, rate: u64, now: Instant) -> Result<(), u64> {
+    let rate = rate as f64;
+    let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+    bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
+    bucket.at = now;
+    if bucket.tokens <= 0.0 {
+        return Err(((-bucket.tokens) / rate).ceil().max(1.0) as u64);
+    }
+    bucket.tokens -= spans as f64;
+    Ok(())
+}
+
+fn yyyymm(now: OffsetDateTime) -> u32 {
+    now.year().unsigned_abs() * 100 + u32::from(u8::from(now.month()))
+}
+
+/// The first day of the next month (`yyyy-mm-01`) and the seconds until then.
+fn next_month(now: OffsetDateTime) -> (String, u64) {
+    let (year, month) = match now.month() {
+        time::Month::December => (now.year() + 1, time::Month::January),
+        m => (now.year(), m.next()),
+    };
+    let start = time::Date::from_calendar_date(year, month, 1)
+        .map(|d| d.midnight().assume_utc())
+        .unwrap_or(now);
+    let secs = (start - now).whole_seconds().max(1).unsigned_abs();
+    (format!("{year:04}-{:02}-01", u8::from(month)), secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_bucket_allows_a_burst_then_asks_to_wait() {
+        let start = Instant::now();
+        let mut bucket = Bucket {
+            tokens: 100.0,
+            at: start,
+        };
+        assert_eq!(take(&mut bucket, 60, 100, start), Ok(()));
+        assert_eq!(take(&mut bucket, 60, 100, start), Ok(()), "debt is allowed");
+        assert_eq!(take(&mut bucket, 1, 100, start), Err(1));
+        // Half a second later the debt of 20 is repaid and 30 tokens are back.
+        let later = start + Duration::from_millis(500);
+        assert_eq!(take(&mut bucket, 300, 100, later), Ok(()));
+        assert_eq!(take(&mut bucket, 1, 100, later), Err(3));
+    }
+
+    #[test]
+    fn months_roll_over() {
+        let dec = time::macros::datetime!(2026-12-31 23:00 UTC);
+        assert_eq!(yyyymm(dec), 202_612);
+        assert_eq!(next_month(dec), ("2027-01-01".to_owned(), 3600));
+        let nov = time::macros::datetime!(2026-11-27 00:00 UTC);
+        assert_eq!(next_month(nov).0, "2026-12-01");
+    }
+}
