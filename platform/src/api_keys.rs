@@ -217,7 +217,15 @@ mod tests {
 
     #[test]
     fn malformed_keys_have_no_prefix() {
-        for bad in ["", "spk_", "spk_abc", "spk__def", "sk_abc_def", "spk_xyz_123", "spk_ab_cd_ef"] {
+        for bad in [
+            "",
+            "spk_",
+            "spk_abc",
+            "spk__def",
+            "sk_abc_def",
+            "spk_xyz_123",
+            "spk_ab_cd_ef",
+        ] {
             assert_eq!(prefix_of(bad), None, "{bad}");
         }
     }

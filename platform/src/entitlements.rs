@@ -21,7 +21,9 @@ pub struct Entitlements {
 /// Why a request was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitError {
-    #[error("project `{project_id}` is over its rate of {limit} spans per second; retry in {retry_after_secs} s")]
+    #[error(
+        "project `{project_id}` is over its rate of {limit} spans per second; retry in {retry_after_secs} s"
+    )]
     RateLimited {
         project_id: String,
         limit: u64,

@@ -3,7 +3,6 @@
 //! Both wrap OTLP's own messages, so nothing of what the producer sent is lost or reshaped
 //! before the processor sees it.
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -71,7 +70,8 @@ pub struct ArchiveObject {
     pub requests: Vec<ArchivedRequest>,
 }
 
-/// One accepted export request inside an [`ArchiveObject`].
+/// One accepted export request inside an [`ArchiveObject`]; decode `request` as
+/// `opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ArchivedRequest {
     #[prost(fixed64, tag = "1")]
@@ -79,8 +79,10 @@ pub struct ArchivedRequest {
     /// `http/protobuf`, `http/json` or `grpc`: how it arrived.
     #[prost(string, tag = "2")]
     pub transport: String,
-    #[prost(message, optional, tag = "3")]
-    pub request: Option<ExportTraceServiceRequest>,
+    /// An `ExportTraceServiceRequest` in protobuf (the same bytes on the wire as an embedded
+    /// message field; kept as bytes so the gateway archives what it decoded without re-encoding).
+    #[prost(bytes = "bytes", tag = "3")]
+    pub request: prost::bytes::Bytes,
 }
 
 /// The Kafka key of a trace's records: `<project_id>/<trace_id as lowercase hex>`.
@@ -123,7 +125,10 @@ mod tests {
             ..Default::default()
         };
         let bytes = batch.encode_to_vec();
-        assert_eq!(RawSpanBatch::decode(bytes.as_slice()).expect("decodes"), batch);
+        assert_eq!(
+            RawSpanBatch::decode(bytes.as_slice()).expect("decodes"),
+            batch
+        );
     }
 
     #[test]

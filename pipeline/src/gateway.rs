@@ -1,0 +1,360 @@
+//! The OTLP gateway: OTLP/HTTP and OTLP/gRPC in; S3 archive and Kafka `spans.raw` out.
+//!
+//! A request is acknowledged only after its accepted spans are durable in both places: the
+//! raw request in an S3 group-commit object, then one `spans.raw` record per trace produced
+//! with `acks=all` and idempotence. If either write fails the client gets 503 with
+//! Retry-After and nothing is acknowledged (a retried request may leave an unacknowledged copy
+//! in the archive; downstream deduplication makes replays of it harmless). Invalid spans are
+//! dropped and reported through OTLP partial success. The gateway never reads ClickHouse.
+
+mod archive;
+mod batch;
+mod error;
+mod grpc;
+mod http;
+mod json;
+mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::Deserialize;
+use spindle_platform::api_keys::{Principal, Resolver};
+use spindle_platform::entitlements::Limits;
+use spindle_schemas::platform::ApiKeyScope;
+use spindle_schemas::topics::SPANS_RAW;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use archive::{ArchiveSettings, Archiver};
+pub use error::GatewayError;
+
+/// Settings of `spindle gateway` (section `[gateway]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// OTLP/HTTP (`POST /v1/traces`).
+    pub http_listen: SocketAddr,
+    /// OTLP/gRPC (`TraceService/Export`).
+    pub grpc_listen: SocketAddr,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    pub health_listen: SocketAddr,
+    /// Largest request body, after decompression.
+    pub max_request_bytes: usize,
+    /// Decoded bytes of all requests in flight; beyond it requests are shed with 503.
+    pub max_inflight_bytes: usize,
+    /// How long the S3 group commit collects requests before writing one object.
+    pub group_commit_window_ms: u64,
+    /// A group commit is written early once it holds this many bytes.
+    pub group_commit_max_bytes: usize,
+    /// Longest an S3 write may take before the request is answered 503.
+    pub s3_timeout_ms: u64,
+    /// Longest a Kafka produce may take before the request is answered 503.
+    pub produce_timeout_ms: u64,
+    /// Rate for projects without entitlements (spans per second per gateway; 0 = no limit).
+    pub default_spans_per_second: u64,
+    /// Monthly quota for projects without entitlements (0 = unlimited).
+    pub default_monthly_span_quota: u64,
+    /// How long resolved API keys and entitlements are cached (revocations show after this).
+    pub auth_cache_ttl_ms: u64,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace_secs: u64,
+}
+
+/// How a request arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    HttpProtobuf,
+    HttpJson,
+    Grpc,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::HttpProtobuf => "http/protobuf",
+            Transport::HttpJson => "http/json",
+            Transport::Grpc => "grpc",
+        }
+    }
+}
+
+/// The connections the gateway writes through.
+pub struct Deps {
+    /// Must be configured with `acks=all` and idempotence (see `producer_settings`).
+    pub producer: FutureProducer,
+    pub s3: aws_sdk_s3::Client,
+    pub bucket: String,
+    pub keys: Resolver,
+    pub limits: Limits,
+}
+
+/// librdkafka settings the gateway's producer needs on top of the brokers.
+pub fn producer_settings(config: &GatewayConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("acks", "all".into()),
+        ("enable.idempotence", "true".into()),
+        ("compression.type", "lz4".into()),
+        ("linger.ms", "2".into()),
+        ("batch.size", "1000000".into()),
+        ("message.max.bytes", "16000000".into()),
+        ("message.timeout.ms", config.produce_timeout_ms.to_string()),
+        ("queue.buffering.max.kbytes", "262144".into()),
+    ]
+}
+
+/// What an accepted export reports back (OTLP partial success).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub accepted_spans: u64,
+    pub rejected_spans: u64,
+    pub message: String,
+}
+
+/// The transport-independent core, shared by the HTTP and gRPC front ends.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: GatewayConfig,
+    producer: FutureProducer,
+    archiver: Archiver,
+    keys: Resolver,
+    limits: Limits,
+    inflight: Arc<Semaphore>,
+}
+
+const KIB: usize = 1024;
+
+impl Gateway {
+    /// Resolves the presented key; it must carry the `ingest` scope.
+    pub async fn authorize(&self, key: Option<&str>) -> Result<Principal, GatewayError> {
+        self.inner
+            .keys
+            .authorize(key.unwrap_or_default(), ApiKeyScope::Ingest)
+            .await
+            .map_err(GatewayError::Auth)
+    }
+
+    /// Reserves room for a request of `bytes`; shed with 503 when the gateway is full.
+    pub fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, GatewayError> {
+        let kib = u32::try_from(bytes.div_ceil(KIB).max(1)).unwrap_or(u32::MAX);
+        self.inner
+            .inflight
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map_err(|_| GatewayError::Overloaded {
+                limit_bytes: self.inner.config.max_inflight_bytes,
+                retry_after_secs: 1,
+            })
+    }
+
+    /// Validates, admits, archives and produces one request. `raw` is the request's own
+    /// protobuf encoding when the client sent protobuf (archived as is when nothing is rejected).
+    pub async fn ingest(
+        &self,
+        principal: &Principal,
+        transport: Transport,
+        mut request: ExportTraceServiceRequest,
+        raw: Option<Bytes>,
+    ) -> Result<Accepted, GatewayError> {
+        let received_at = now_nanos();
+        let verdict = validate::validate(&mut request, received_at);
+        for (reason, count) in &verdict.reasons {
+            metrics::counter!("spindle_gateway_spans_total", "outcome" => "rejected", "reason" => *reason)
+                .increment(*count);
+        }
+        let accepted = Accepted {
+            accepted_spans: verdict.accepted_spans,
+            rejected_spans: verdict.rejected_spans,
+            message: verdict.message,
+        };
+        if verdict.accepted_spans == 0 {
+            return Ok(accepted);
+        }
+        let project = &principal.project_id;
+        self.inner
+            .limits
+            .admit(project, verdict.accepted_spans)
+            .await
+            .map_err(GatewayError::Limit)?;
+
+        let archived = match raw {
+            Some(raw) if verdict.rejected_spans == 0 => raw,
+            _ => Bytes::from(request.encode_to_vec()),
+        };
+        let started = Instant::now();
+        let pointer = self
+            .inner
+            .archiver
+            .archive(
+                &principal.workspace_id,
+                project,
+                transport.as_str(),
+                received_at,
+                archived,
+            )
+            .await
+            .map_err(|reason| GatewayError::Unavailable { what: "s3", reason })?;
+        metrics::histogram!("spindle_gateway_archive_seconds")
+            .record(started.elapsed().as_secs_f64());
+
+        let started = Instant::now();
+        let records = batch::records(
+            request,
+            &principal.workspace_id,
+            project,
+            received_at,
+            &pointer,
+        );
+        let timeout = Duration::from_millis(self.inner.config.produce_timeout_ms);
+        let sends = records.iter().map(|record| {
+            let payload = record.batch.encode_to_vec();
+            let producer = &self.inner.producer;
+            async move {
+                producer
+                    .send(
+                        FutureRecord::to(SPANS_RAW.name)
+                            .key(&record.key)
+                            .payload(&payload),
+                        timeout,
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|(e, _)| e.to_string())
+            }
+        });
+        let results = futures::future::join_all(sends).await;
+        metrics::histogram!("spindle_gateway_produce_seconds")
+            .record(started.elapsed().as_secs_f64());
+        if let Some(Err(reason)) = results.into_iter().find(Result::is_err) {
+            return Err(GatewayError::Unavailable {
+                what: "kafka",
+                reason,
+            });
+        }
+        if let Err(e) = self
+            .inner
+            .limits
+            .record(project, verdict.accepted_spans)
+            .await
+        {
+            // The spans are durable: the acknowledgement stands; only metering lags.
+            tracing::warn!(project, error = %e, "monthly usage counter not updated");
+        }
+        metrics::counter!("spindle_gateway_spans_total", "outcome" => "accepted", "reason" => "")
+            .increment(verdict.accepted_spans);
+        Ok(accepted)
+    }
+
+    fn config(&self) -> &GatewayConfig {
+        &self.inner.config
+    }
+}
+
+/// A gateway bound to its ports, ready to serve.
+pub struct Bound {
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    gateway: Gateway,
+    http: tokio::net::TcpListener,
+    grpc: tokio::net::TcpListener,
+    archiver_task: tokio::task::JoinHandle<()>,
+}
+
+/// Binds the OTLP ports and starts the archiver.
+pub async fn bind(config: GatewayConfig, deps: Deps) -> std::io::Result<Bound> {
+    let http = tokio::net::TcpListener::bind(config.http_listen).await?;
+    let grpc = tokio::net::TcpListener::bind(config.grpc_listen).await?;
+    let (archiver, archiver_task) = Archiver::start(
+        deps.s3,
+        ArchiveSettings {
+            bucket: deps.bucket,
+            window: Duration::from_millis(config.group_commit_window_ms),
+            max_bytes: config.group_commit_max_bytes,
+            timeout: Duration::from_millis(config.s3_timeout_ms),
+        },
+    );
+    let permits = (config.max_inflight_bytes / KIB).clamp(1, Semaphore::MAX_PERMITS);
+    let gateway = Gateway {
+        inner: Arc::new(Inner {
+            producer: deps.producer,
+            archiver,
+            keys: deps.keys,
+            limits: deps.limits,
+            inflight: Arc::new(Semaphore::new(permits)),
+            config,
+        }),
+    };
+    Ok(Bound {
+        http_addr: http.local_addr()?,
+        grpc_addr: grpc.local_addr()?,
+        gateway,
+        http,
+        grpc,
+        archiver_task,
+    })
+}
+
+impl Bound {
+    /// Serves until `shutdown` is cancelled, then drains: in-flight requests finish (up to
+    /// `shutdown_grace_secs`), the archiver writes its last window, the producer flushes.
+    pub async fn serve(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let Bound {
+            http_addr,
+            grpc_addr,
+            gateway,
+            http,
+            grpc,
+            archiver_task,
+        } = self;
+        tracing::info!(%http_addr, %grpc_addr, "gateway listening");
+        let grace = Duration::from_secs(gateway.config().shutdown_grace_secs);
+        let producer = gateway.inner.producer.clone();
+        let http_server = axum::serve(http, http::router(gateway.clone()))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let grpc_server = tonic::transport::Server::builder()
+            .add_service(grpc::service(gateway.clone()))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(grpc),
+                shutdown.clone().cancelled_owned(),
+            );
+        {
+            let served = async {
+                let (h, g) = tokio::join!(http_server, grpc_server);
+                h?;
+                g.map_err(std::io::Error::other)
+            };
+            tokio::pin!(served);
+            tokio::select! {
+                result = &mut served => result?,
+                () = async {
+                    shutdown.cancelled().await;
+                    tokio::time::sleep(grace).await;
+                } => tracing::warn!("shutdown grace period over; dropping remaining requests"),
+            }
+        }
+        drop(gateway);
+        let _ = archiver_task.await;
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::producer::Producer;
+            producer.flush(Duration::from_secs(10))
+        })
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(std::io::Error::other)?;
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}
+
+fn now_nanos() -> u64 {
+    u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(0)
+}
