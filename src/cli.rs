@@ -7,6 +7,8 @@ use std::process::{Command as Process, ExitCode};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+use spindle_schemas::platform::ApiKeyScope;
+
 use crate::config::{Config, Sources};
 use crate::stack::{self, Output, State};
 
@@ -38,6 +40,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the OTLP gateway (OTLP/HTTP and OTLP/gRPC in; S3 archive and `spans.raw` out).
+    Gateway,
+    /// Run the projector that applies `platform.events` to Redis.
+    Projector,
+    /// Issue and revoke API keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Set a project's ingest entitlements.
+    Entitlements {
+        #[command(subcommand)]
+        action: EntitlementsAction,
+    },
     /// Apply pending ClickHouse migrations (`migrate status` lists them).
     Migrate {
         #[command(subcommand)]
@@ -53,6 +69,46 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Issue a key; it is printed once and only its hash is stored.
+    Create {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        project: String,
+        /// `ingest` (send spans) or `read` (query); repeat for both. Default: ingest.
+        #[arg(long = "scope", value_parser = parse_scope)]
+        scopes: Vec<ApiKeyScope>,
+        /// A label to recognise the key by.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Revoke a key by its prefix (`spk_<id>`, as `create` printed it).
+    Revoke { prefix: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum EntitlementsAction {
+    /// Set the rate and monthly quota a project may send.
+    Set {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        project: String,
+        /// Sustained spans per second per gateway instance (0 = no limit).
+        #[arg(long)]
+        spans_per_second: u64,
+        /// Spans per calendar month, UTC (0 = unlimited).
+        #[arg(long)]
+        monthly_spans: u64,
+    },
+}
+
+fn parse_scope(s: &str) -> Result<ApiKeyScope, String> {
+    ApiKeyScope::parse(s).ok_or_else(|| format!("unknown scope `{s}`: use `ingest` or `read`"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +167,40 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => status(&config, json).await,
+        Command::Gateway => {
+            crate::roles::gateway(&config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Projector => {
+            crate::roles::projector(&config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys { action } => keys(&config, action).await,
+        Command::Entitlements {
+            action:
+                EntitlementsAction::Set {
+                    workspace,
+                    project,
+                    spans_per_second,
+                    monthly_spans,
+                },
+        } => {
+            let done = crate::platform_admin::set_entitlements(
+                &config,
+                &workspace,
+                &project,
+                spans_per_second,
+                monthly_spans,
+            )
+            .await?;
+            let mut stdout = std::io::stdout().lock();
+            writeln!(
+                stdout,
+                "project `{project}`: {spans_per_second} spans/s, {monthly_spans} spans/month (0 = unlimited)"
+            )?;
+            warn_unprojected(done.projected)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Migrate { action } => migrate(&config, action).await,
         Command::Config { action } => {
             let mut stdout = std::io::stdout().lock();
@@ -122,6 +212,50 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Test { args } => test(&args),
     }
+}
+
+async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    match action {
+        KeysAction::Create {
+            workspace,
+            project,
+            mut scopes,
+            name,
+        } => {
+            if scopes.is_empty() {
+                scopes.push(ApiKeyScope::Ingest);
+            }
+            scopes.dedup();
+            let done =
+                crate::platform_admin::create_key(config, &workspace, &project, &scopes, &name)
+                    .await?;
+            let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+            writeln!(
+                stdout,
+                "API key for project `{project}` (scopes: {}). It is shown only now:\n{}",
+                scopes.join(", "),
+                done.value.reveal()
+            )?;
+            warn_unprojected(done.projected)?;
+        }
+        KeysAction::Revoke { prefix } => {
+            let done = crate::platform_admin::revoke_key(config, &prefix).await?;
+            writeln!(stdout, "revoked `{}`", done.value)?;
+            warn_unprojected(done.projected)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn warn_unprojected(projected: bool) -> anyhow::Result<()> {
+    if !projected {
+        eprintln!(
+            "warning: the event is recorded in `platform.events` but the projector has not applied \
+             it yet; is `spindle projector` running (`spindle status`)?"
+        );
+    }
+    Ok(())
 }
 
 async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {

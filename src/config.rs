@@ -26,7 +26,12 @@ pub struct Config {
     pub s3: S3Config,
     pub redis: RedisConfig,
     pub health: HealthConfig,
+    pub gateway: spindle_pipeline::gateway::GatewayConfig,
+    pub projector: ProjectorConfig,
     pub stack: StackConfig,
+    /// The settings file these were loaded from, if any (roles started by `spindle up` get it).
+    #[serde(skip)]
+    pub source_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,8 +93,13 @@ pub struct RedisConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
-    pub listen: SocketAddr,
     pub check_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectorConfig {
+    pub health_listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,6 +172,7 @@ impl Config {
             vars: sources.env.clone(),
         });
         let mut config: Config = figment.extract().map_err(describe)?;
+        config.source_file = sources.file.clone();
         config.validate()?;
         if let Some((_, home)) = sources.env.iter().find(|(k, _)| k == "SPINDLE_HOME")
             && !home.is_empty()
@@ -210,6 +221,15 @@ impl Config {
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return bad("log.level", "is not a valid level or filter directive");
+        }
+        if self.gateway.max_request_bytes == 0 {
+            return bad("gateway.max_request_bytes", "must be at least 1");
+        }
+        if self.gateway.max_inflight_bytes < self.gateway.max_request_bytes {
+            return bad(
+                "gateway.max_inflight_bytes",
+                "must be at least `gateway.max_request_bytes`, or no request could ever pass",
+            );
         }
         if self.stack.startup_timeout_secs == 0 {
             return bad("stack.startup_timeout_secs", "must be at least 1");
@@ -386,10 +406,10 @@ mod tests {
         assert!(err.contains("kafka.partitions"), "{err}");
         assert!(err.contains("SPINDLE__KAFKA__PARTITIONS"), "{err}");
 
-        let err = Config::load(&env(&[("SPINDLE__HEALTH__LISTEN", "localhost")]))
+        let err = Config::load(&env(&[("SPINDLE__GATEWAY__HTTP_LISTEN", "localhost")]))
             .expect_err("bad address must fail")
             .to_string();
-        assert!(err.contains("health.listen"), "{err}");
+        assert!(err.contains("gateway.http_listen"), "{err}");
 
         let err = Config::load(&env(&[("SPINDLE__LOG__FORMAT", "xml")]))
             .expect_err("bad enum must fail")
@@ -485,6 +505,6 @@ mod tests {
         assert_eq!(config.s3.endpoint, "");
         assert!(!config.s3.force_path_style);
         assert_eq!(config.clickhouse.compression, ClickHouseCompression::Lz4);
-        assert_eq!(config.health.listen.port(), 9464);
+        assert_eq!(config.gateway.http_listen.port(), 4318);
     }
 }

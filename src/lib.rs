@@ -11,4 +11,6 @@ pub mod clients;
 pub mod config;
 pub mod health;
 pub mod logging;
+pub mod platform_admin;
+pub mod roles;
 pub mod stack;

@@ -10,6 +10,7 @@ mod install;
 mod process;
 mod services;
 mod setup;
+mod welcome;
 
 use std::fs::File;
 use std::io::Write;
@@ -21,7 +22,7 @@ use serde::Serialize;
 
 use crate::clients::{Dependency, Probes};
 use crate::config::Config;
-use services::Service;
+use services::{Kind, Role, Service};
 
 /// Where the stack keeps things, all under the data dir.
 #[derive(Debug, Clone)]
@@ -98,18 +99,48 @@ pub async fn up(config: &Config, out: &mut Output) -> anyhow::Result<()> {
     let started = Instant::now();
     let layout = Layout::new(config)?;
     let _lock = layout.lock()?;
-    out.line(&format!(
-        "spindle up: data in {}",
-        layout.data_dir.display()
-    ));
+    out.line(&format!("spindle up: data in {}", layout.data_dir.display()));
     let services = services::services(config)?;
-    let probes = probes(config);
-    let timeout = Duration::from_secs(config.stack.startup_timeout_secs);
+    let (backing, roles): (Vec<Service>, Vec<Service>) = services
+        .iter()
+        .cloned()
+        .partition(|s| matches!(s.kind, Kind::Backing(_)));
 
-    // Start what is not running, then wait for all of them together.
-    let mut waiting = Vec::new();
+    start_and_wait(config, &layout, &backing, out).await?;
+    setup::topics(config, out).await?;
+    setup::bucket(config, out).await?;
+    setup::migrations(config, out).await?;
+    start_and_wait(config, &layout, &roles, out).await?;
+    let key = welcome::dev_key(config, &layout, out).await?;
+    welcome::smoke_test(config, &key, out).await?;
+
+    out.line(&format!(
+        "Spindle is up in {:.1}s.",
+        started.elapsed().as_secs_f64()
+    ));
     for service in &services {
-        let name = service.dependency.name();
+        out.step(service.name(), &endpoint(config, service));
+    }
+    out.step("ingest key", &format!("{key}  (workspace `{}`, project `{}`)", welcome::DEV_WORKSPACE, welcome::DEV_PROJECT));
+    out.step("logs", &layout.logs_dir().display().to_string());
+    out.line(&format!(
+        "Send traces with any OpenTelemetry SDK:\n  OTEL_EXPORTER_OTLP_ENDPOINT=http://{} \\\n  OTEL_EXPORTER_OTLP_HEADERS=\"x-api-key={key}\"",
+        config.gateway.http_listen
+    ));
+    Ok(())
+}
+
+/// Starts what is not running among `services`, then waits for all of them together.
+async fn start_and_wait(
+    config: &Config,
+    layout: &Layout,
+    services: &[Service],
+    out: &mut Output,
+) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(config.stack.startup_timeout_secs);
+    let mut waiting = Vec::new();
+    for service in services {
+        let name = service.name();
         let pid_file = layout.pid_file(name);
         if let Some(record) = process::read_pid_file(&pid_file)? {
             if process::is_alive(record) {
@@ -117,41 +148,36 @@ pub async fn up(config: &Config, out: &mut Output) -> anyhow::Result<()> {
                     name,
                     &format!("running on {} (pid {})", service.addr, record.pid),
                 );
-                waiting.push((service.clone(), record.pid, false));
+                waiting.push((service, record.pid, false));
                 continue;
             }
             std::fs::remove_file(&pid_file).ok();
         }
         process::ensure_port_free(service.addr, name, service.setting)?;
+        for (addr, setting) in &service.extra {
+            process::ensure_port_free(*addr, name, setting)?;
+        }
         let launch = services::launch(service, config, &layout.data_dir, out)?;
         let record = process::spawn(&launch, &layout.log_file(name), &pid_file)?;
         out.step(
             name,
             &format!("started on {} (pid {})", service.addr, record.pid),
         );
-        waiting.push((service.clone(), record.pid, true));
+        waiting.push((service, record.pid, true));
     }
+    let probes = probes(config);
     let checks = waiting.iter().map(|(service, pid, fresh)| {
         let probes = &probes;
-        let layout = &layout;
         async move {
             let waited = wait_healthy(probes, service, timeout).await;
-            (
-                service,
-                *pid,
-                *fresh,
-                waited,
-                layout.log_file(service.dependency.name()),
-            )
+            (*service, *pid, *fresh, waited, layout.log_file(service.name()))
         }
     });
     let mut failures = Vec::new();
     for (service, pid, fresh, waited, log) in futures::future::join_all(checks).await {
-        let name = service.dependency.name();
+        let name = service.name();
         match waited {
-            Ok(took) if fresh => {
-                out.step(name, &format!("healthy after {:.1}s", took.as_secs_f64()))
-            }
+            Ok(took) if fresh => out.step(name, &format!("healthy after {:.1}s", took.as_secs_f64())),
             Ok(_) => out.step(name, "healthy"),
             Err(e) => failures.push(format!(
                 "{name} (pid {pid}, {}) did not become healthy: {e}\n--- last lines of {} ---\n{}",
@@ -164,19 +190,32 @@ pub async fn up(config: &Config, out: &mut Output) -> anyhow::Result<()> {
     if !failures.is_empty() {
         bail!("{}", failures.join("\n"));
     }
-
-    setup::topics(config, out).await?;
-    setup::bucket(config, out).await?;
-    setup::migrations(config, out).await?;
-    out.line(&format!(
-        "Local stack ready in {:.1}s.",
-        started.elapsed().as_secs_f64()
-    ));
-    for service in &services {
-        out.step(service.dependency.name(), &endpoint(config, service));
-    }
-    out.step("logs", &layout.logs_dir().display().to_string());
     Ok(())
+}
+
+/// Probes one service: a backing server's own protocol, or a role's `/readyz`.
+async fn probe(probes: &Probes, service: &Service, timeout: Duration) -> Result<(), String> {
+    match service.kind {
+        Kind::Backing(dependency) => probes.check(dependency, timeout).await,
+        Kind::Role(_) => {
+            let url = format!("http://{}/readyz", service.addr);
+            let response = reqwest::Client::new()
+                .get(&url)
+                .timeout(timeout)
+                .send()
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{url} answered {}: {}",
+                    response.status(),
+                    response.text().await.unwrap_or_default()
+                ))
+            }
+        }
+    }
 }
 
 async fn wait_healthy(
@@ -187,30 +226,31 @@ async fn wait_healthy(
     let started = Instant::now();
     let mut last = String::from("not probed yet");
     while started.elapsed() < timeout {
-        match probes
-            .check(service.dependency, Duration::from_secs(2))
-            .await
-        {
+        match probe(probes, service, Duration::from_secs(2)).await {
             Ok(()) => return Ok(started.elapsed()),
             Err(e) => last = e,
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    bail!(
-        "no healthy answer within {}s (last: {last})",
-        timeout.as_secs()
-    )
+    bail!("no healthy answer within {}s (last: {last})", timeout.as_secs())
 }
 
 fn endpoint(config: &Config, service: &Service) -> String {
-    match service.dependency {
-        Dependency::Kafka => format!("{} (Kafka protocol, tansu)", config.kafka.brokers),
-        Dependency::ClickHouse => format!(
+    match service.kind {
+        Kind::Backing(Dependency::Kafka) => format!("{} (Kafka protocol, tansu)", config.kafka.brokers),
+        Kind::Backing(Dependency::ClickHouse) => format!(
             "{} (ClickHouse HTTP, database `{}`)",
             config.clickhouse.url, config.clickhouse.database
         ),
-        Dependency::S3 => format!("{} (S3, bucket `{}`)", config.s3.endpoint, config.s3.bucket),
-        Dependency::Redis => format!("redis://{}", service.addr),
+        Kind::Backing(Dependency::S3) => {
+            format!("{} (S3, bucket `{}`)", config.s3.endpoint, config.s3.bucket)
+        }
+        Kind::Backing(Dependency::Redis) => format!("redis://{}", service.addr),
+        Kind::Role(Role::Projector) => format!("health on http://{}", service.addr),
+        Kind::Role(Role::Gateway) => format!(
+            "OTLP/HTTP http://{}  OTLP/gRPC http://{}  health http://{}",
+            config.gateway.http_listen, config.gateway.grpc_listen, service.addr
+        ),
     }
 }
 
@@ -228,18 +268,13 @@ pub async fn down(config: &Config, out: &mut Output) -> anyhow::Result<()> {
     let layout = Layout::new(config)?;
     let _lock = layout.lock()?;
     let grace = Duration::from_secs(config.stack.stop_timeout_secs);
-    for dependency in Dependency::ALL.iter().rev() {
-        let name = dependency.name();
+    for name in services::NAMES.iter().rev() {
         let pid_file = layout.pid_file(name);
         match process::read_pid_file(&pid_file)? {
             Some(record) if process::is_alive(record) => {
                 let killed =
                     tokio::task::spawn_blocking(move || process::stop(record, grace)).await??;
-                let how = if killed {
-                    "killed after the grace period"
-                } else {
-                    "stopped"
-                };
+                let how = if killed { "killed after the grace period" } else { "stopped" };
                 out.step(name, &format!("{how} (pid {})", record.pid));
             }
             Some(_) => out.step(name, "was not running"),
@@ -283,11 +318,11 @@ pub async fn status(config: &Config) -> anyhow::Result<Vec<ServiceStatus>> {
         let probes = &probes;
         let layout = &layout;
         async move {
-            let name = service.dependency.name();
+            let name = service.name();
             let record = process::read_pid_file(&layout.pid_file(name))?;
             let (state, detail, pid) = match record {
                 Some(record) if process::is_alive(record) => {
-                    match probes.check(service.dependency, timeout).await {
+                    match probe(probes, service, timeout).await {
                         Ok(()) => (State::Healthy, None, Some(record.pid)),
                         Err(e) => (State::Unhealthy, Some(e), Some(record.pid)),
                     }

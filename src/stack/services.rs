@@ -15,53 +15,123 @@ use crate::config::Config;
 /// The ClickHouse HTTP adapter over chDB, written into the data dir at start.
 const CLICKHOUSE_ADAPTER: &str = include_str!("clickhouse_http.py");
 
-/// One local service: the dependency it stands in for and where it listens.
+/// What a local service is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A backing server standing in for a production dependency.
+    Backing(Dependency),
+    /// A Spindle role, run as `spindle <role>`.
+    Role(Role),
+}
+
+/// The Spindle roles the local stack runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Projector,
+    Gateway,
+}
+
+impl Role {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Role::Projector => "projector",
+            Role::Gateway => "gateway",
+        }
+    }
+}
+
+/// Every service name, in start order; `down` stops them in reverse.
+pub(crate) const NAMES: [&str; 6] = ["redis", "s3", "kafka", "clickhouse", "projector", "gateway"];
+
+/// One local service and where it listens.
 #[derive(Debug, Clone)]
 pub(crate) struct Service {
-    pub(crate) dependency: Dependency,
+    pub(crate) kind: Kind,
+    /// Where its health is probed: the server itself, or a role's health port.
     pub(crate) addr: SocketAddr,
     /// The setting that decides the address, for error messages.
     pub(crate) setting: &'static str,
+    /// Other ports it listens on, with their settings.
+    pub(crate) extra: Vec<(SocketAddr, &'static str)>,
 }
 
-/// The services of the stack in start order, with addresses taken from the client settings:
-/// one setting decides both where the stack listens and where Spindle connects.
+impl Service {
+    pub(crate) fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Backing(dependency) => dependency.name(),
+            Kind::Role(role) => role.name(),
+        }
+    }
+}
+
+/// The services of the stack in start order. Backing servers listen where the client settings
+/// point: one setting decides both where the stack listens and where Spindle connects.
 pub(crate) fn services(config: &Config) -> anyhow::Result<Vec<Service>> {
-    Dependency::ALL
-        .into_iter()
-        .map(|dependency| {
-            let (setting, endpoint) = match dependency {
-                Dependency::Kafka => (
-                    "SPINDLE__KAFKA__BROKERS",
-                    config
-                        .kafka
-                        .brokers
-                        .split(',')
-                        .next()
-                        .unwrap_or_default()
-                        .trim()
-                        .to_owned(),
-                ),
-                Dependency::ClickHouse => (
-                    "SPINDLE__CLICKHOUSE__URL",
-                    host_port(&config.clickhouse.url)?,
-                ),
-                Dependency::S3 => ("SPINDLE__S3__ENDPOINT", host_port(&config.s3.endpoint)?),
-                Dependency::Redis => ("SPINDLE__REDIS__URL", host_port(config.redis.url.expose())?),
-            };
-            let addr = local_addr(&endpoint).with_context(|| {
-                format!(
-                    "`{setting}` points at `{endpoint}`: `spindle up` runs the local stack on this \
-                     machine only, so it needs 127.0.0.1 or localhost"
-                )
-            })?;
-            Ok(Service {
-                dependency,
-                addr,
-                setting,
-            })
-        })
-        .collect()
+    let mut services = Vec::new();
+    for dependency in Dependency::ALL {
+        let (setting, endpoint) = match dependency {
+            Dependency::Kafka => (
+                "SPINDLE__KAFKA__BROKERS",
+                config
+                    .kafka
+                    .brokers
+                    .split(',')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
+            ),
+            Dependency::ClickHouse => ("SPINDLE__CLICKHOUSE__URL", host_port(&config.clickhouse.url)?),
+            Dependency::S3 => ("SPINDLE__S3__ENDPOINT", host_port(&config.s3.endpoint)?),
+            Dependency::Redis => ("SPINDLE__REDIS__URL", host_port(config.redis.url.expose())?),
+        };
+        services.push(Service {
+            kind: Kind::Backing(dependency),
+            addr: local(&endpoint, setting)?,
+            setting,
+            extra: vec![],
+        });
+    }
+    let gateway = &config.gateway;
+    let projector = &config.projector;
+    for (role, health, setting, extra) in [
+        (
+            Role::Projector,
+            projector.health_listen,
+            "SPINDLE__PROJECTOR__HEALTH_LISTEN",
+            vec![],
+        ),
+        (
+            Role::Gateway,
+            gateway.health_listen,
+            "SPINDLE__GATEWAY__HEALTH_LISTEN",
+            vec![
+                (gateway.http_listen, "SPINDLE__GATEWAY__HTTP_LISTEN"),
+                (gateway.grpc_listen, "SPINDLE__GATEWAY__GRPC_LISTEN"),
+            ],
+        ),
+    ] {
+        let health = local(&health.to_string(), setting)?;
+        for (addr, setting) in &extra {
+            local(&addr.to_string(), setting)?;
+        }
+        services.push(Service {
+            kind: Kind::Role(role),
+            addr: health,
+            setting,
+            extra,
+        });
+    }
+    Ok(services)
+}
+
+fn local(endpoint: &str, setting: &str) -> anyhow::Result<SocketAddr> {
+    local_addr(endpoint).with_context(|| {
+        format!(
+            "`{setting}` points at `{endpoint}`: `spindle up` runs the local stack on this \
+             machine only, so it needs 127.0.0.1 or localhost"
+        )
+    })
 }
 
 fn host_port(url: &str) -> anyhow::Result<String> {
@@ -96,13 +166,17 @@ pub(crate) fn launch(
     data_dir: &Path,
     out: &mut Output,
 ) -> anyhow::Result<Launch> {
+    let dependency = match service.kind {
+        Kind::Backing(dependency) => dependency,
+        Kind::Role(role) => return role_launch(role, config, data_dir),
+    };
     let host = service.addr.ip().to_string();
     let port = service.addr.port().to_string();
-    let dir = data_dir.join(service.dependency.name());
+    let dir = data_dir.join(dependency.name());
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
     let tools = &config.stack.tools_dir;
     let prebuilt: Vec<PathBuf> = config.stack.prebuilt_dirs.clone();
-    let launch = match service.dependency {
+    let launch = match dependency {
         Dependency::Redis => {
             let mut args: Vec<OsString> = [
                 "--bind",
@@ -202,7 +276,27 @@ pub(crate) fn launch(
     Ok(launch)
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+/// A role runs as this same binary with the same settings file; the environment (and so every
+/// `SPINDLE__*` override) is inherited.
+fn role_launch(role: Role, config: &Config, data_dir: &Path) -> anyhow::Result<Launch> {
+    let program = std::env::current_exe().context("cannot find the running `spindle` binary")?;
+    let mut args: Vec<OsString> = Vec::new();
+    if let Some(file) = &config.source_file {
+        let file = std::fs::canonicalize(file)
+            .with_context(|| format!("cannot resolve `{}`", file.display()))?;
+        args.push("--config".into());
+        args.push(file.into_os_string());
+    }
+    args.push(role.name().into());
+    Ok(Launch {
+        program,
+        args,
+        cwd: data_dir.to_path_buf(),
+        env: vec![],
+    })
+}
+
+pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

@@ -1,0 +1,142 @@
+//! Long-running roles: each wires its library to settings, serves the health routes on its
+//! own port, and stops gracefully on SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use tokio_util::sync::CancellationToken;
+
+use crate::clients::{self, Dependency, Probes};
+use crate::config::Config;
+use crate::health::{self, Readiness};
+
+/// `spindle gateway`: OTLP in, S3 + `spans.raw` out.
+pub async fn gateway(config: &Config) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
+    let settings = &config.gateway;
+    let mut producer = clients::kafka_config(&config.kafka);
+    for (key, value) in spindle_pipeline::gateway::producer_settings(settings) {
+        producer.set(key, value);
+    }
+    let producer: FutureProducer = producer.create().context("cannot create the Kafka producer")?;
+    let redis = redis_manager(config).await?;
+    let ttl = Duration::from_millis(settings.auth_cache_ttl_ms);
+    let deps = spindle_pipeline::gateway::Deps {
+        producer,
+        s3: clients::s3(&config.s3),
+        bucket: config.s3.bucket.clone(),
+        keys: spindle_platform::api_keys::Resolver::new(redis.clone(), ttl, 100_000),
+        limits: spindle_platform::entitlements::Limits::new(
+            redis,
+            spindle_platform::entitlements::Entitlements {
+                spans_per_second: settings.default_spans_per_second,
+                monthly_span_quota: settings.default_monthly_span_quota,
+            },
+            ttl,
+        ),
+    };
+    let bound = spindle_pipeline::gateway::bind(settings.clone(), deps)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (OTLP/HTTP) and {} (OTLP/gRPC)",
+                settings.http_listen, settings.grpc_listen
+            )
+        })?;
+    let health = serve_health(
+        config,
+        settings.health_listen,
+        vec![Dependency::Kafka, Dependency::S3, Dependency::Redis],
+        shutdown.clone(),
+    )
+    .await?;
+    bound.serve(shutdown).await?;
+    health.await??;
+    Ok(())
+}
+
+/// `spindle projector`: applies `platform.events` to Redis.
+pub async fn projector(config: &Config) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
+    let consumer: StreamConsumer = clients::kafka_config(&config.kafka)
+        .set("group.id", "spindle-projector")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .context("cannot create the Kafka consumer")?;
+    consumer
+        .subscribe(&[spindle_schemas::topics::PLATFORM_EVENTS.name])
+        .context("cannot subscribe to `platform.events`")?;
+    let redis = redis_manager(config).await?;
+    let health = serve_health(
+        config,
+        config.projector.health_listen,
+        vec![Dependency::Kafka, Dependency::Redis],
+        shutdown.clone(),
+    )
+    .await?;
+    tracing::info!("projector consuming `platform.events`");
+    spindle_platform::projection::run(consumer, redis, shutdown.cancelled_owned()).await?;
+    health.await??;
+    tracing::info!("projector stopped");
+    Ok(())
+}
+
+/// A Redis connection that reconnects by itself.
+pub async fn redis_manager(config: &Config) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client = clients::redis(&config.redis).map_err(anyhow::Error::msg)?;
+    redis::aio::ConnectionManager::new(client)
+        .await
+        .context("cannot connect to Redis")
+}
+
+async fn serve_health(
+    config: &Config,
+    listen: SocketAddr,
+    dependencies: Vec<Dependency>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let readiness = Readiness {
+        probes: Probes {
+            kafka: config.kafka.clone(),
+            clickhouse: config.clickhouse.clone(),
+            s3: config.s3.clone(),
+            redis: config.redis.clone(),
+        },
+        dependencies,
+        timeout: Duration::from_millis(config.health.check_timeout_ms),
+    };
+    let router = health::router(readiness, health::metrics_recorder());
+    let (_, task) = health::serve(listen, router, shutdown.cancelled_owned())
+        .await
+        .with_context(|| format!("cannot serve health on {listen}"))?;
+    Ok(task)
+}
+
+/// Cancelled on SIGTERM or SIGINT.
+fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            () = terminate => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+        }
+        trigger.cancel();
+    });
+    token
+}
