@@ -21,7 +21,9 @@ pub async fn gateway(config: &Config) -> anyhow::Result<()> {
     for (key, value) in spindle_pipeline::gateway::producer_settings(settings) {
         producer.set(key, value);
     }
-    let producer: FutureProducer = producer.create().context("cannot create the Kafka producer")?;
+    let producer: FutureProducer = producer
+        .create()
+        .context("cannot create the Kafka producer")?;
     let redis = redis_manager(config).await?;
     let ttl = Duration::from_millis(settings.auth_cache_ttl_ms);
     let deps = spindle_pipeline::gateway::Deps {

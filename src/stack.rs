@@ -99,7 +99,10 @@ pub async fn up(config: &Config, out: &mut Output) -> anyhow::Result<()> {
     let started = Instant::now();
     let layout = Layout::new(config)?;
     let _lock = layout.lock()?;
-    out.line(&format!("spindle up: data in {}", layout.data_dir.display()));
+    out.line(&format!(
+        "spindle up: data in {}",
+        layout.data_dir.display()
+    ));
     let services = services::services(config)?;
     let (backing, roles): (Vec<Service>, Vec<Service>) = services
         .iter()
@@ -121,7 +124,14 @@ pub async fn up(config: &Config, out: &mut Output) -> anyhow::Result<()> {
     for service in &services {
         out.step(service.name(), &endpoint(config, service));
     }
-    out.step("ingest key", &format!("{key}  (workspace `{}`, project `{}`)", welcome::DEV_WORKSPACE, welcome::DEV_PROJECT));
+    out.step(
+        "ingest key",
+        &format!(
+            "{key}  (workspace `{}`, project `{}`)",
+            welcome::DEV_WORKSPACE,
+            welcome::DEV_PROJECT
+        ),
+    );
     out.step("logs", &layout.logs_dir().display().to_string());
     out.line(&format!(
         "Send traces with any OpenTelemetry SDK:\n  OTEL_EXPORTER_OTLP_ENDPOINT=http://{} \\\n  OTEL_EXPORTER_OTLP_HEADERS=\"x-api-key={key}\"",
@@ -143,7 +153,23 @@ async fn start_and_wait(
         let name = service.name();
         let pid_file = layout.pid_file(name);
         if let Some(record) = process::read_pid_file(&pid_file)? {
-            if process::is_alive(record) {
+            let stale = matches!(service.kind, Kind::Role(_))
+                && process::is_alive(record)
+                && process::recorded_binary(&pid_file)?
+                    != std::env::current_exe()
+                        .ok()
+                        .and_then(|exe| process::fingerprint(&exe));
+            if stale {
+                let grace = Duration::from_secs(config.stack.stop_timeout_secs);
+                tokio::task::spawn_blocking(move || process::stop(record, grace)).await??;
+                out.step(
+                    name,
+                    &format!(
+                        "restarting: the `spindle` binary changed (pid {})",
+                        record.pid
+                    ),
+                );
+            } else if process::is_alive(record) {
                 out.step(
                     name,
                     &format!("running on {} (pid {})", service.addr, record.pid),
@@ -170,14 +196,22 @@ async fn start_and_wait(
         let probes = &probes;
         async move {
             let waited = wait_healthy(probes, service, timeout).await;
-            (*service, *pid, *fresh, waited, layout.log_file(service.name()))
+            (
+                *service,
+                *pid,
+                *fresh,
+                waited,
+                layout.log_file(service.name()),
+            )
         }
     });
     let mut failures = Vec::new();
     for (service, pid, fresh, waited, log) in futures::future::join_all(checks).await {
         let name = service.name();
         match waited {
-            Ok(took) if fresh => out.step(name, &format!("healthy after {:.1}s", took.as_secs_f64())),
+            Ok(took) if fresh => {
+                out.step(name, &format!("healthy after {:.1}s", took.as_secs_f64()))
+            }
             Ok(_) => out.step(name, "healthy"),
             Err(e) => failures.push(format!(
                 "{name} (pid {pid}, {}) did not become healthy: {e}\n--- last lines of {} ---\n{}",
@@ -232,12 +266,17 @@ async fn wait_healthy(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    bail!("no healthy answer within {}s (last: {last})", timeout.as_secs())
+    bail!(
+        "no healthy answer within {}s (last: {last})",
+        timeout.as_secs()
+    )
 }
 
 fn endpoint(config: &Config, service: &Service) -> String {
     match service.kind {
-        Kind::Backing(Dependency::Kafka) => format!("{} (Kafka protocol, tansu)", config.kafka.brokers),
+        Kind::Backing(Dependency::Kafka) => {
+            format!("{} (Kafka protocol, tansu)", config.kafka.brokers)
+        }
         Kind::Backing(Dependency::ClickHouse) => format!(
             "{} (ClickHouse HTTP, database `{}`)",
             config.clickhouse.url, config.clickhouse.database
@@ -274,7 +313,11 @@ pub async fn down(config: &Config, out: &mut Output) -> anyhow::Result<()> {
             Some(record) if process::is_alive(record) => {
                 let killed =
                     tokio::task::spawn_blocking(move || process::stop(record, grace)).await??;
-                let how = if killed { "killed after the grace period" } else { "stopped" };
+                let how = if killed {
+                    "killed after the grace period"
+                } else {
+                    "stopped"
+                };
                 out.step(name, &format!("{how} (pid {})", record.pid));
             }
             Some(_) => out.step(name, "was not running"),

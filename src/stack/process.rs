@@ -24,6 +24,8 @@ pub(crate) struct Launch {
     pub(crate) args: Vec<OsString>,
     pub(crate) cwd: PathBuf,
     pub(crate) env: Vec<(String, String)>,
+    /// For roles: the binary's fingerprint, recorded in the pid file.
+    pub(crate) fingerprint: Option<String>,
 }
 
 /// The content of a pid file.
@@ -31,6 +33,28 @@ pub(crate) struct Launch {
 pub(crate) struct PidRecord {
     pub(crate) pid: i32,
     pub(crate) start_ticks: u64,
+}
+
+/// What a pid file holds: the process, and for roles the binary it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PidFile {
+    #[serde(flatten)]
+    record: PidRecord,
+    #[serde(default)]
+    binary: Option<String>,
+}
+
+/// Identifies a build of a program: path, size and modification time. A role whose binary
+/// changed since it started is restarted by `spindle up`.
+pub(crate) fn fingerprint(program: &Path) -> Option<String> {
+    let meta = fs::metadata(program).ok()?;
+    let modified = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    Some(format!("{}:{}:{modified}", program.display(), meta.len()))
 }
 
 /// Starts `launch` in its own process group, stdout and stderr appended to `log`, and records
@@ -56,21 +80,36 @@ pub(crate) fn spawn(launch: &Launch, log: &Path, pid_file: &Path) -> anyhow::Res
         pid,
         start_ticks: start_ticks(pid).context("the process exited at once")?,
     };
-    write_pid_file(pid_file, record)?;
+    write_pid_file(
+        pid_file,
+        &PidFile {
+            record,
+            binary: launch.fingerprint.clone(),
+        },
+    )?;
     // The child is not waited on: it belongs to the stack, not to this command.
     drop(child);
     Ok(record)
 }
 
-fn write_pid_file(path: &Path, record: PidRecord) -> anyhow::Result<()> {
+fn write_pid_file(path: &Path, file: &PidFile) -> anyhow::Result<()> {
     let tmp = path.with_extension("pid.tmp");
-    fs::write(&tmp, serde_json::to_vec(&record)?)?;
+    fs::write(&tmp, serde_json::to_vec(file)?)?;
     fs::rename(&tmp, path)?;
     Ok(())
 }
 
 /// Reads a pid file; `None` when there is none.
 pub(crate) fn read_pid_file(path: &Path) -> anyhow::Result<Option<PidRecord>> {
+    Ok(read(path)?.map(|f| f.record))
+}
+
+/// The binary fingerprint a pid file recorded, if any.
+pub(crate) fn recorded_binary(path: &Path) -> anyhow::Result<Option<String>> {
+    Ok(read(path)?.and_then(|f| f.binary))
+}
+
+fn read(path: &Path) -> anyhow::Result<Option<PidFile>> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
             format!("corrupt pid file `{}`: delete it", path.display())

@@ -81,7 +81,10 @@ pub(crate) fn services(config: &Config) -> anyhow::Result<Vec<Service>> {
                     .trim()
                     .to_owned(),
             ),
-            Dependency::ClickHouse => ("SPINDLE__CLICKHOUSE__URL", host_port(&config.clickhouse.url)?),
+            Dependency::ClickHouse => (
+                "SPINDLE__CLICKHOUSE__URL",
+                host_port(&config.clickhouse.url)?,
+            ),
             Dependency::S3 => ("SPINDLE__S3__ENDPOINT", host_port(&config.s3.endpoint)?),
             Dependency::Redis => ("SPINDLE__REDIS__URL", host_port(config.redis.url.expose())?),
         };
@@ -209,6 +212,7 @@ pub(crate) fn launch(
                 args,
                 cwd: dir,
                 env: vec![],
+                fingerprint: None,
             }
         }
         Dependency::S3 => Launch {
@@ -226,6 +230,7 @@ pub(crate) fn launch(
             ],
             cwd: dir,
             env: vec![],
+            fingerprint: None,
         },
         Dependency::Kafka => {
             let listener = format!("tcp://{}", service.addr);
@@ -243,6 +248,7 @@ pub(crate) fn launch(
                 ],
                 cwd: dir,
                 env: vec![("RUST_LOG".into(), "warn".into())],
+                fingerprint: None,
             }
         }
         Dependency::ClickHouse => {
@@ -270,6 +276,7 @@ pub(crate) fn launch(
                 ],
                 cwd: dir,
                 env: vec![],
+                fingerprint: None,
             }
         }
     };
@@ -289,6 +296,7 @@ fn role_launch(role: Role, config: &Config, data_dir: &Path) -> anyhow::Result<L
     }
     args.push(role.name().into());
     Ok(Launch {
+        fingerprint: super::process::fingerprint(&program),
         program,
         args,
         cwd: data_dir.to_path_buf(),

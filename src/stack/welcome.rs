@@ -22,7 +22,11 @@ pub(crate) const DEV_PROJECT: &str = "default";
 
 /// Returns the local stack's ingest key, issuing one the first time (or when the projection
 /// lost it). The key is kept in `run/dev-ingest.key`, readable by its owner only.
-pub(crate) async fn dev_key(config: &Config, layout: &Layout, out: &mut Output) -> anyhow::Result<String> {
+pub(crate) async fn dev_key(
+    config: &Config,
+    layout: &Layout,
+    out: &mut Output,
+) -> anyhow::Result<String> {
     let file = layout.run_dir().join("dev-ingest.key");
     if let Ok(key) = std::fs::read_to_string(&file) {
         let key = key.trim().to_owned();
@@ -103,7 +107,8 @@ pub(crate) async fn smoke_test(config: &Config, key: &str, out: &mut Output) -> 
             String::from_utf8_lossy(&body)
         );
     }
-    let answer = ExportTraceServiceResponse::decode(body).context("the gateway's answer is not OTLP")?;
+    let answer =
+        ExportTraceServiceResponse::decode(body).context("the gateway's answer is not OTLP")?;
     if answer.partial_success.is_some_and(|p| p.rejected_spans > 0) {
         bail!("the gateway rejected the check span");
     }

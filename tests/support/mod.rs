@@ -78,3 +78,97 @@ pub async fn fresh_database(config: &Config) -> (clickhouse::Client, String) {
         .expect("create database");
     (client.with_database(&name), name)
 }
+
+/// Reads `spans.raw` from the offsets it had when created: what a test produced, nothing older.
+pub struct RawTail {
+    consumer: rdkafka::consumer::BaseConsumer,
+}
+
+impl RawTail {
+    pub fn start(config: &Config) -> Self {
+        use rdkafka::consumer::Consumer;
+        let consumer: rdkafka::consumer::BaseConsumer =
+            spindle::clients::kafka_config(&config.kafka)
+                .set("group.id", unique("tail"))
+                .set("enable.auto.commit", "false")
+                .create()
+                .expect("consumer");
+        let topic = spindle_schemas::topics::SPANS_RAW.name;
+        let metadata = consumer
+            .fetch_metadata(Some(topic), std::time::Duration::from_secs(10))
+            .expect("metadata");
+        let partitions = metadata.topics()[0].partitions().len() as i32;
+        let mut assignment = rdkafka::TopicPartitionList::new();
+        for partition in 0..partitions {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, partition, std::time::Duration::from_secs(10))
+                .expect("watermarks");
+            assignment
+                .add_partition_offset(topic, partition, rdkafka::Offset::Offset(high))
+                .expect("offset");
+        }
+        consumer.assign(&assignment).expect("assign");
+        Self { consumer }
+    }
+
+    /// Collects records of `project_id` until `spans` spans arrived or `wait` passed.
+    pub fn collect(
+        &self,
+        project_id: &str,
+        spans: usize,
+        wait: std::time::Duration,
+    ) -> Vec<(String, spindle_schemas::raw::RawSpanBatch)> {
+        use prost::Message as _;
+        use rdkafka::Message as _;
+        let deadline = std::time::Instant::now() + wait;
+        let mut out = Vec::new();
+        let mut seen = 0;
+        while std::time::Instant::now() < deadline && (seen < spans || spans == 0) {
+            if let Some(message) = self.consumer.poll(std::time::Duration::from_millis(200)) {
+                let message = message.expect("kafka message");
+                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+                if key.starts_with(&format!("{project_id}/")) {
+                    let batch = spindle_schemas::raw::RawSpanBatch::decode(
+                        message.payload().unwrap_or_default(),
+                    )
+                    .expect("spans.raw payload decodes");
+                    seen += batch.spans.len();
+                    out.push((key, batch));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Objects the archive holds for a project.
+pub async fn archived_keys(config: &Config, project_id: &str) -> Vec<String> {
+    let listing = spindle::clients::s3(&config.s3)
+        .list_objects_v2()
+        .bucket(&config.s3.bucket)
+        .prefix(format!("raw/{project_id}/"))
+        .send()
+        .await
+        .expect("list objects");
+    listing
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect()
+}
+
+/// A project of its own and an ingest key for it, through the real platform path.
+pub async fn project_with_key(config: &Config) -> (String, String) {
+    let project = unique("p").replace('_', "-").to_lowercase();
+    let done = spindle::platform_admin::create_key(
+        config,
+        "tests",
+        &project,
+        &[spindle_schemas::platform::ApiKeyScope::Ingest],
+        "test",
+    )
+    .await
+    .expect("key issued");
+    assert!(done.projected, "the projector applied the key");
+    (project, done.value.reveal().to_owned())
+}

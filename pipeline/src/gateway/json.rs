@@ -8,6 +8,11 @@ use serde_json::Value;
 pub(crate) fn decode(body: &[u8]) -> Result<ExportTraceServiceRequest, String> {
     let mut value: Value =
         serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    // Every proto3 field is optional: `{}` is an empty request.
+    if let Value::Object(map) = &mut value {
+        map.entry("resourceSpans")
+            .or_insert_with(|| Value::Array(Vec::new()));
+    }
     normalize(&mut value, None);
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
@@ -126,6 +131,11 @@ mod tests {
         assert!(err.contains("resourceSpans"), "{err}");
         let err = decode(b"{not json").expect_err("not JSON");
         assert!(err.starts_with("invalid JSON"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_object_is_an_empty_request() {
+        assert!(decode(b"{}").expect("decodes").resource_spans.is_empty());
     }
 
     #[test]
