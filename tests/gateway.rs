@@ -638,3 +638,31 @@ async fn gateway_metrics_and_readiness() {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_project_over_its_rate_gets_429_with_retry_after() {
+    let config = support::stack();
+    let (project, key) = support::project_with_key(&config).await;
+    spindle::platform_admin::set_entitlements(&config, "tests", &project, 1, 0)
+        .await
+        .expect("entitlements set");
+    // The gateway caches entitlements for `auth_cache_ttl_ms`; this project is new, so the
+    // first request already reads the projected value.
+    let client = Client::new(&config);
+    let five = valid_request((1..=5).map(span).collect()).encode_to_vec();
+    let (status, _, _) = client
+        .post(Some(&key), "application/x-protobuf", None, five.clone())
+        .await;
+    assert_eq!(status, 200, "a burst passes, leaving a debt of 4 spans");
+    let tail = support::RawTail::start(&config);
+    let (status, headers, reply) = client.post(Some(&key), "application/json", None, b"{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"traceId\":\"5b8efff798038103d269b633813fc60c\",\"spanId\":\"eee19b7ec3c1b174\",\"startTimeUnixNano\":\"1764230400000000000\",\"endTimeUnixNano\":\"1764230400000000001\"}]}]}]}".to_vec()).await;
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&reply));
+    let retry: u64 = headers
+        .get("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!((1..=5).contains(&retry), "{retry}");
+    assert!(message(&reply).contains("over its rate of 1 spans per second"));
+    assert!(tail.collect(&project, 0, Duration::from_secs(2)).is_empty());
+}

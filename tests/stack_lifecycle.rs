@@ -5,102 +5,14 @@
 mod support;
 
 use std::net::TcpListener;
+
 use std::time::Duration;
+use support::PrivateStack;
 
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use spindle::config::Config;
-
-struct PrivateStack {
-    env: Vec<(String, String)>,
-    config: Config,
-    _dir: tempfile::TempDir,
-}
-
-impl PrivateStack {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
-        let env = vec![
-            ("SPINDLE_HOME".to_owned(), dir.path().display().to_string()),
-            (
-                "SPINDLE__KAFKA__BROKERS".to_owned(),
-                format!("127.0.0.1:{}", ports[0]),
-            ),
-            (
-                "SPINDLE__CLICKHOUSE__URL".to_owned(),
-                format!("http://127.0.0.1:{}", ports[1]),
-            ),
-            // A password on this stack proves the adapter and the crate agree on auth.
-            (
-                "SPINDLE__CLICKHOUSE__PASSWORD".to_owned(),
-                "lifecycle-secret".to_owned(),
-            ),
-            (
-                "SPINDLE__S3__ENDPOINT".to_owned(),
-                format!("http://127.0.0.1:{}", ports[2]),
-            ),
-            (
-                "SPINDLE__REDIS__URL".to_owned(),
-                format!("redis://127.0.0.1:{}", ports[3]),
-            ),
-        ];
-        let config = support::config(&env);
-        Self {
-            env,
-            config,
-            _dir: dir,
-        }
-    }
-
-    fn spindle(&self, args: &[&str]) -> std::process::Output {
-        support::run_spindle(args, &self.env)
-    }
-
-    fn must(&self, args: &[&str]) -> String {
-        let output = self.spindle(args);
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "spindle {args:?} failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
-    }
-
-    fn status(&self) -> (bool, Vec<serde_json::Value>) {
-        let output = self.spindle(&["status", "--json"]);
-        let services: Vec<serde_json::Value> =
-            serde_json::from_slice(&output.stdout).expect("status --json is JSON");
-        (output.status.success(), services)
-    }
-
-    fn state_of(&self, service: &str) -> (String, Option<i64>) {
-        let (_, services) = self.status();
-        let entry = services
-            .iter()
-            .find(|s| s["service"] == service)
-            .expect("service listed");
-        (
-            entry["state"].as_str().expect("state").to_owned(),
-            entry["pid"].as_i64(),
-        )
-    }
-}
-
-impl Drop for PrivateStack {
-    fn drop(&mut self) {
-        let _ = self.spindle(&["down"]);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
 
 const TOPIC: &str = "platform.events";
 
@@ -222,10 +134,10 @@ fn kill9(pid: i64) {
 async fn data_survives_down_up_and_kill_9() {
     let stack = PrivateStack::new();
     let first = stack.must(&["up"]);
-    assert!(first.contains("Local stack ready"), "{first}");
+    assert!(first.contains("Spindle is up"), "{first}");
     let (healthy, services) = stack.status();
     assert!(healthy, "all healthy after up: {services:?}");
-    assert_eq!(services.len(), 4);
+    assert_eq!(services.len(), 6, "four servers and two roles");
 
     // `up` again is harmless: everything is reported running, nothing restarted.
     let pids_before: Vec<Option<i64>> = services.iter().map(|s| s["pid"].as_i64()).collect();

@@ -5,7 +5,11 @@
 //! with `acks=all` and idempotence. If either write fails the client gets 503 with
 //! Retry-After and nothing is acknowledged (a retried request may leave an unacknowledged copy
 //! in the archive; downstream deduplication makes replays of it harmless). Invalid spans are
-//! dropped and reported through OTLP partial success. The gateway never reads ClickHouse.
+//! dropped and reported through OTLP partial success.
+//!
+//! A request answered 503 because Kafka was slow may still reach `spans.raw` later (its records
+//! stay queued, bounded by `queue.buffering.max.kbytes`); the client's retry then duplicates
+//! them, which the sink's deduplication absorbs. The gateway never reads ClickHouse.
 
 mod archive;
 mod batch;
@@ -95,7 +99,7 @@ pub struct Deps {
 }
 
 /// librdkafka settings the gateway's producer needs on top of the brokers.
-pub fn producer_settings(config: &GatewayConfig) -> Vec<(&'static str, String)> {
+pub fn producer_settings() -> Vec<(&'static str, String)> {
     vec![
         ("acks", "all".into()),
         ("enable.idempotence", "true".into()),
@@ -103,7 +107,10 @@ pub fn producer_settings(config: &GatewayConfig) -> Vec<(&'static str, String)> 
         ("linger.ms", "2".into()),
         ("batch.size", "1000000".into()),
         ("message.max.bytes", "16000000".into()),
-        ("message.timeout.ms", config.produce_timeout_ms.to_string()),
+        // Never expire queued messages: an expiry makes an idempotent producer bump its epoch,
+        // which some brokers (tansu 0.6) cannot handle. The gateway stops waiting after
+        // `produce_timeout_ms` and answers 503 instead; the queue is bounded below.
+        ("message.timeout.ms", "0".into()),
         ("queue.buffering.max.kbytes", "262144".into()),
     ]
 }
@@ -231,7 +238,15 @@ impl Gateway {
                     .map_err(|(e, _)| e.to_string())
             }
         });
-        let results = futures::future::join_all(sends).await;
+        let results = tokio::time::timeout(timeout, futures::future::join_all(sends))
+            .await
+            .map_err(|_| GatewayError::Unavailable {
+                what: "kafka",
+                reason: format!(
+                    "no acknowledgement from the brokers within {} ms",
+                    timeout.as_millis()
+                ),
+            })?;
         metrics::histogram!("spindle_gateway_produce_seconds")
             .record(started.elapsed().as_secs_f64());
         if let Some(Err(reason)) = results.into_iter().find(Result::is_err) {

@@ -131,7 +131,16 @@ pub async fn run(
     loop {
         let message = tokio::select! {
             () = &mut shutdown => return Ok(()),
-            message = consumer.recv() => message?,
+            message = consumer.recv() => message,
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(e) => {
+                // Broker outages are transient: librdkafka reconnects by itself.
+                tracing::warn!(error = %e, "cannot read `platform.events`; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
         };
         let payload = message.payload().unwrap_or_default();
         match serde_json::from_slice::<PlatformEvent>(payload) {
@@ -157,6 +166,9 @@ pub async fn run(
                 tracing::error!(partition = message.partition(), offset = message.offset(), error = %e, "malformed platform event skipped");
             }
         }
-        consumer.commit_message(&message, CommitMode::Async)?;
+        if let Err(e) = consumer.commit_message(&message, CommitMode::Async) {
+            // Applying again after a restart is a no-op, so a lost commit only costs time.
+            tracing::warn!(error = %e, "offset commit failed");
+        }
     }
 }

@@ -90,23 +90,34 @@ pub(crate) async fn smoke_test(config: &Config, key: &str, out: &mut Output) -> 
         }],
     };
     let url = format!("http://{}/v1/traces", config.gateway.http_listen);
-    let response = reqwest::Client::new()
-        .post(&url)
-        .header("content-type", "application/x-protobuf")
-        .header("x-api-key", key)
-        .body(request.encode_to_vec())
-        .timeout(Duration::from_secs(15))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the gateway at {url}"))?;
-    let status = response.status();
-    let body = response.bytes().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!(
-            "the gateway refused the check span: {status} {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
+    let payload = request.encode_to_vec();
+    // A gateway whose broker just came back answers 503 until its producer reconnects.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let response = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/x-protobuf")
+            .header("x-api-key", key)
+            .body(payload.clone())
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the gateway at {url}"))?;
+        let status = response.status();
+        let answer = response.bytes().await.unwrap_or_default();
+        if status.is_success() {
+            break answer;
+        }
+        if status != reqwest::StatusCode::SERVICE_UNAVAILABLE
+            || std::time::Instant::now() > deadline
+        {
+            bail!(
+                "the gateway refused the check span: {status} {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     let answer =
         ExportTraceServiceResponse::decode(body).context("the gateway's answer is not OTLP")?;
     if answer.partial_success.is_some_and(|p| p.rejected_spans > 0) {

@@ -172,3 +172,147 @@ pub async fn project_with_key(config: &Config) -> (String, String) {
     assert!(done.projected, "the projector applied the key");
     (project, done.value.reveal().to_owned())
 }
+
+/// A stack of its own: temporary data dir, free ports, stopped on drop.
+pub struct PrivateStack {
+    pub env: Vec<(String, String)>,
+    pub config: Config,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateStack {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports: Vec<u16> = (0..8).map(|_| free_port()).collect();
+        let env = vec![
+            ("SPINDLE_HOME".to_owned(), dir.path().display().to_string()),
+            (
+                "SPINDLE__KAFKA__BROKERS".to_owned(),
+                format!("127.0.0.1:{}", ports[0]),
+            ),
+            (
+                "SPINDLE__CLICKHOUSE__URL".to_owned(),
+                format!("http://127.0.0.1:{}", ports[1]),
+            ),
+            // A password on this stack proves the adapter and the crate agree on auth.
+            (
+                "SPINDLE__CLICKHOUSE__PASSWORD".to_owned(),
+                "lifecycle-secret".to_owned(),
+            ),
+            (
+                "SPINDLE__S3__ENDPOINT".to_owned(),
+                format!("http://127.0.0.1:{}", ports[2]),
+            ),
+            (
+                "SPINDLE__REDIS__URL".to_owned(),
+                format!("redis://127.0.0.1:{}", ports[3]),
+            ),
+            (
+                "SPINDLE__GATEWAY__HTTP_LISTEN".to_owned(),
+                format!("127.0.0.1:{}", ports[4]),
+            ),
+            (
+                "SPINDLE__GATEWAY__GRPC_LISTEN".to_owned(),
+                format!("127.0.0.1:{}", ports[5]),
+            ),
+            (
+                "SPINDLE__GATEWAY__HEALTH_LISTEN".to_owned(),
+                format!("127.0.0.1:{}", ports[6]),
+            ),
+            (
+                "SPINDLE__PROJECTOR__HEALTH_LISTEN".to_owned(),
+                format!("127.0.0.1:{}", ports[7]),
+            ),
+        ];
+        let config = config(&env);
+        Self {
+            env,
+            config,
+            _dir: dir,
+        }
+    }
+
+    pub fn spindle(&self, args: &[&str]) -> std::process::Output {
+        run_spindle(args, &self.env)
+    }
+
+    pub fn must(&self, args: &[&str]) -> String {
+        let output = self.spindle(args);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "spindle {args:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
+    pub fn status(&self) -> (bool, Vec<serde_json::Value>) {
+        let output = self.spindle(&["status", "--json"]);
+        let services: Vec<serde_json::Value> =
+            serde_json::from_slice(&output.stdout).expect("status --json is JSON");
+        (output.status.success(), services)
+    }
+
+    pub fn state_of(&self, service: &str) -> (String, Option<i64>) {
+        let (_, services) = self.status();
+        let entry = services
+            .iter()
+            .find(|s| s["service"] == service)
+            .expect("service listed");
+        (
+            entry["state"].as_str().expect("state").to_owned(),
+            entry["pid"].as_i64(),
+        )
+    }
+}
+
+impl Drop for PrivateStack {
+    fn drop(&mut self) {
+        let _ = self.spindle(&["down"]);
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+impl PrivateStack {
+    /// A private stack with extra settings (applied at `up`).
+    pub fn with(extra: &[(&str, &str)]) -> Self {
+        let mut stack = Self::new();
+        for (k, v) in extra {
+            stack.env.push(((*k).to_owned(), (*v).to_owned()));
+        }
+        stack.config = config(&stack.env);
+        stack
+    }
+
+    /// The ingest key `spindle up` issued for the default project.
+    pub fn dev_key(&self) -> String {
+        let home = &self.env[0].1;
+        std::fs::read_to_string(std::path::Path::new(home).join("run/dev-ingest.key"))
+            .expect("up wrote the dev key")
+            .trim()
+            .to_owned()
+    }
+
+    /// SIGKILLs one service of this stack and returns once `status` sees it stopped.
+    pub fn kill9(&self, service: &str) {
+        let (state, pid) = self.state_of(service);
+        assert_eq!(state, "healthy", "{service} runs before the kill");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid.expect("pid")).expect("fits"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("kill -9");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.state_of(service).0 != "stopped" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{service} still alive"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The gateway when Kafka or S3 is down: 503 with Retry-After, nothing acknowledged, load shed
+//! instead of memory growing, and recovery without a restart once the service is back.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use support::PrivateStack;
+
+fn request(spans: usize, padding: usize) -> Vec<u8> {
+    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).expect("time");
+    let spans = (0..spans)
+        .map(|i| Span {
+            trace_id: (now as u128 + i as u128).to_be_bytes().to_vec(),
+            span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+            name: "x".repeat(padding.max(1)),
+            start_time_unix_nano: now - 2_000,
+            end_time_unix_nano: now - 1_000,
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+async fn post(stack: &PrivateStack, key: &str, body: Vec<u8>) -> (u16, Option<String>, String) {
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/traces",
+            stack.config.gateway.http_listen
+        ))
+        .header("content-type", "application/x-protobuf")
+        .header("x-api-key", key)
+        .body(body)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("the gateway answers");
+    let status = response.status().as_u16();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = String::from_utf8_lossy(&response.bytes().await.expect("body")).into_owned();
+    (status, retry, body)
+}
+
+async fn until_accepted(stack: &PrivateStack, key: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (status, _, body) = post(stack, key, request(3, 10)).await;
+        if status == 200 {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the gateway did not recover: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_then_archive_outage_is_503_and_recovers_by_itself() {
+    let stack = PrivateStack::with(&[
+        ("SPINDLE__GATEWAY__PRODUCE_TIMEOUT_MS", "2000"),
+        ("SPINDLE__GATEWAY__S3_TIMEOUT_MS", "2000"),
+        ("SPINDLE__GATEWAY__MAX_REQUEST_BYTES", "200000"),
+        ("SPINDLE__GATEWAY__MAX_INFLIGHT_BYTES", "300000"),
+    ]);
+    stack.must(&["up"]);
+    let key = stack.dev_key();
+    let (status, _, body) = post(&stack, &key, request(3, 10)).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The broker dies: no acknowledgement, a retryable 503.
+    stack.kill9("kafka");
+    let (status, retry, body) = post(&stack, &key, request(3, 10)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert!(
+        body.contains("kafka is unavailable, nothing was accepted"),
+        "{body}"
+    );
+    stack.must(&["up"]);
+    let took = until_accepted(&stack, &key).await;
+    eprintln!("recovered from the broker outage {took:?} after the broker returned");
+
+    // The archive dies: same contract.
+    stack.kill9("s3");
+    let (status, retry, body) = post(&stack, &key, request(3, 10)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert!(
+        body.contains("s3 is unavailable, nothing was accepted"),
+        "{body}"
+    );
+
+    // While S3 hangs, requests pile up: past the in-flight budget they are shed at once.
+    let connect =
+        tokio::net::TcpListener::bind(stack.config.s3.endpoint.trim_start_matches("http://"))
+            .await
+            .expect("hold the S3 port so writes hang instead of failing fast");
+    let big = request(100, 1500);
+    assert!(big.len() > 150_000 && big.len() < 200_000, "{}", big.len());
+    let first = {
+        let stack_key = key.clone();
+        let env = stack.env.clone();
+        tokio::spawn(async move {
+            let config = support::config(&env);
+            let response = reqwest::Client::new()
+                .post(format!("http://{}/v1/traces", config.gateway.http_listen))
+                .header("content-type", "application/x-protobuf")
+                .header("x-api-key", stack_key)
+                .body(request(100, 1500))
+                .send()
+                .await
+                .expect("answer");
+            response.status().as_u16()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, retry, body) = post(&stack, &key, big).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("in-flight limit of 300000 bytes"), "{body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert_eq!(
+        first.await.expect("first request"),
+        503,
+        "the held request times out"
+    );
+    drop(connect);
+
+    stack.must(&["up"]);
+    let took = until_accepted(&stack, &key).await;
+    eprintln!("recovered from the archive outage {took:?} after S3 returned");
+}
