@@ -25,3 +25,9 @@ lint:
 # Apply pending ClickHouse migrations.
 migrate:
     cargo run --quiet -- migrate
+
+# Benchmarks on the local stack with a release build; figures go to BENCHMARKS.md.
+bench:
+    cargo build --release
+    cargo run --release --quiet -- up --quiet
+    cargo run --release --quiet -- bench gateway

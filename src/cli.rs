@@ -54,6 +54,11 @@ enum Command {
         #[command(subcommand)]
         action: EntitlementsAction,
     },
+    /// Measure a running stack (release build recommended: `just bench`).
+    Bench {
+        #[command(subcommand)]
+        target: BenchTarget,
+    },
     /// Apply pending ClickHouse migrations (`migrate status` lists them).
     Migrate {
         #[command(subcommand)]
@@ -68,6 +73,22 @@ enum Command {
     Test {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchTarget {
+    /// OTLP gateway throughput, latency and CPU: HTTP and gRPC, 1 KB and 10 KB spans.
+    Gateway {
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Spans per export request (an SDK batch).
+        #[arg(long, default_value_t = 200)]
+        spans_per_request: usize,
     },
 }
 
@@ -176,6 +197,50 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { action } => keys(&config, action).await,
+        Command::Bench {
+            target:
+                BenchTarget::Gateway {
+                    seconds,
+                    concurrency,
+                    spans_per_request,
+                },
+        } => {
+            let key_file = stack::data_dir(&config)?.join("run/dev-ingest.key");
+            let key = std::fs::read_to_string(&key_file)
+                .with_context(|| format!("no `{}`: run `spindle up` first", key_file.display()))?;
+            let mut reports = Vec::new();
+            for grpc in [false, true] {
+                for span_bytes in [1024, 10 * 1024] {
+                    let run = crate::loadgen::Run {
+                        grpc,
+                        span_bytes,
+                        // Keep requests near the same size: fewer spans when they are larger.
+                        spans_per_request: if span_bytes > 1024 {
+                            (spans_per_request / 10).max(1)
+                        } else {
+                            spans_per_request
+                        },
+                        concurrency,
+                        duration: std::time::Duration::from_secs(seconds),
+                    };
+                    let report = crate::loadgen::run(&config, key.trim(), run).await?;
+                    eprintln!(
+                        "{} {} B: {:.0} spans/s, {:.0} spans/s per gateway core",
+                        if grpc { "grpc" } else { "http" },
+                        span_bytes,
+                        report.spans_per_sec(),
+                        report.spans_per_gateway_cpu_sec()
+                    );
+                    reports.push(report);
+                }
+            }
+            write!(
+                std::io::stdout().lock(),
+                "{}",
+                crate::loadgen::table(&reports)
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Entitlements {
             action:
                 EntitlementsAction::Set {

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod health;
+pub mod loadgen;
 pub mod logging;
 pub mod platform_admin;
 pub mod roles;
