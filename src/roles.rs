@@ -18,7 +18,7 @@ pub async fn gateway(config: &Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let settings = &config.gateway;
     let mut producer = clients::kafka_config(&config.kafka);
-    for (key, value) in spindle_pipeline::gateway::producer_settings() {
+    for (key, value) in spindle_pipeline::gateway::producer_settings(settings) {
         producer.set(key, value);
     }
     let producer: FutureProducer = producer
