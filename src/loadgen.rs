@@ -243,7 +243,7 @@ fn build_requests(
 /// An LLM chat span (or a tool call every fourth span) padded to about `size` bytes with
 /// prompt and completion text.
 fn genai_span(now: u64, request: u64, i: u64, size: usize) -> Span {
-    let trace = u128::from(request) << 64 | u128::from(i / 8) | 1 << 127;
+    let trace = (u128::from(request) << 64) | u128::from(i / 8) | (1 << 127);
     let tool = i % 4 == 3;
     let mut attributes = vec![
         text(
@@ -266,11 +266,11 @@ fn genai_span(now: u64, request: u64, i: u64, size: usize) -> Span {
     }
     let base = Span {
         trace_id: trace.to_be_bytes().to_vec(),
-        span_id: (request << 20 | i + 1).to_be_bytes().to_vec(),
-        parent_span_id: if i % 8 == 0 {
+        span_id: ((request << 20) | (i + 1)).to_be_bytes().to_vec(),
+        parent_span_id: if i.is_multiple_of(8) {
             vec![]
         } else {
-            (request << 20 | (i - i % 8) + 1).to_be_bytes().to_vec()
+            ((request << 20) | (i - i % 8 + 1)).to_be_bytes().to_vec()
         },
         name: if tool {
             "execute_tool search_orders".into()
@@ -284,7 +284,7 @@ fn genai_span(now: u64, request: u64, i: u64, size: usize) -> Span {
         status: Some(Status::default()),
         ..Default::default()
     };
-    let room = size.saturating_sub(base.encoded_len() + 60);
+    let room = size.saturating_sub(base.encoded_len() + 200);
     let prompt =
         "You are a helpful support agent. The customer asks about order status and refunds. ";
     let filler: String = prompt.chars().cycle().take(room / 2).collect();
