@@ -18,14 +18,13 @@ mod grpc;
 mod http;
 mod json;
 mod validate;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use spindle_platform::api_keys::{Principal, Resolver};
@@ -166,17 +165,18 @@ impl Gateway {
             })
     }
 
-    /// Validates, admits, archives and produces one request. `raw` is the request's own
-    /// protobuf encoding when the client sent protobuf (archived as is when nothing is rejected).
+    /// Validates, admits, archives and produces one request, given as its protobuf encoding
+    /// (JSON and gRPC requests are encoded first). Malformed protobuf is a 400.
     pub async fn ingest(
         &self,
         principal: &Principal,
         transport: Transport,
-        mut request: ExportTraceServiceRequest,
-        raw: Option<Bytes>,
+        body: Bytes,
     ) -> Result<Accepted, GatewayError> {
         let received_at = now_nanos();
-        let verdict = validate::validate(&mut request, received_at);
+        let resources = wire::parse(&body)
+            .map_err(|e| GatewayError::BadRequest(format!("invalid OTLP protobuf: {e}")))?;
+        let verdict = validate::validate(&resources, received_at);
         for (reason, count) in &verdict.reasons {
             metrics::counter!("spindle_gateway_spans_total", "outcome" => "rejected", "reason" => *reason)
                 .increment(*count);
@@ -196,9 +196,11 @@ impl Gateway {
             .await
             .map_err(GatewayError::Limit)?;
 
-        let archived = match raw {
-            Some(raw) if verdict.rejected_spans == 0 => raw,
-            _ => Bytes::from(request.encode_to_vec()),
+        let keep = |span: &wire::SpanView<'_>| validate::is_valid(span, received_at);
+        let archived = if verdict.rejected_spans == 0 {
+            body.clone()
+        } else {
+            Bytes::from(wire::filtered_request(&resources, keep))
         };
         let started = Instant::now();
         let pointer = self
@@ -218,7 +220,8 @@ impl Gateway {
 
         let started = Instant::now();
         let records = batch::records(
-            request,
+            &resources,
+            keep,
             &principal.workspace_id,
             project,
             received_at,
@@ -226,14 +229,13 @@ impl Gateway {
         );
         let timeout = Duration::from_millis(self.inner.config.produce_timeout_ms);
         let sends = records.iter().map(|record| {
-            let payload = record.batch.encode_to_vec();
             let producer = &self.inner.producer;
             async move {
                 producer
                     .send(
                         FutureRecord::to(SPANS_RAW.name)
                             .key(&record.key)
-                            .payload(&payload),
+                            .payload(&record.payload),
                         timeout,
                     )
                     .await

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use prost::Message;
 
@@ -93,19 +93,14 @@ async fn handle(
         .increment(wire.len() as u64);
     let body = decompress(&encoding, wire, limit)?;
     let _permit = gateway.reserve(body.len())?;
-    let (request, raw, transport) = match format {
-        Format::Protobuf => {
-            let request = ExportTraceServiceRequest::decode(body.clone())
-                .map_err(|e| GatewayError::BadRequest(format!("invalid OTLP protobuf: {e}")))?;
-            (request, Some(body), Transport::HttpProtobuf)
+    let (body, transport) = match format {
+        Format::Protobuf => (body, Transport::HttpProtobuf),
+        Format::Json => {
+            let request = json::decode(&body).map_err(GatewayError::BadRequest)?;
+            (Bytes::from(request.encode_to_vec()), Transport::HttpJson)
         }
-        Format::Json => (
-            json::decode(&body).map_err(GatewayError::BadRequest)?,
-            None,
-            Transport::HttpJson,
-        ),
     };
-    gateway.ingest(&principal, transport, request, raw).await
+    gateway.ingest(&principal, transport, body).await
 }
 
 /// The API key from `Authorization: Bearer <key>` or `x-api-key`.

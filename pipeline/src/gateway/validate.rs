@@ -2,8 +2,7 @@
 //!
 //! Invalid spans are removed, never "fixed"; the rest of the request is accepted.
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::Span;
+use super::wire::{ResourceView, SpanView};
 
 /// 2000-01-01T00:00:00Z: earlier start times are treated as a broken clock.
 const EARLIEST_NANOS: u64 = 946_684_800_000_000_000;
@@ -23,39 +22,31 @@ pub(crate) struct Verdict {
     pub(crate) message: String,
 }
 
-/// Removes invalid spans (and resource/scope groups left empty) from `request`.
-pub(crate) fn validate(request: &mut ExportTraceServiceRequest, now_nanos: u64) -> Verdict {
+/// Counts valid and invalid spans; [`is_valid`] says which to keep.
+pub(crate) fn validate(resources: &[ResourceView<'_>], now_nanos: u64) -> Verdict {
     let mut verdict = Verdict::default();
     let mut shown = Vec::new();
     let mut position = 0_u64;
-    for resource in &mut request.resource_spans {
-        for scope in &mut resource.scope_spans {
-            scope.spans.retain(|span| {
-                position += 1;
-                match problem(span, now_nanos) {
-                    None => {
-                        verdict.accepted_spans += 1;
-                        true
-                    }
-                    Some((label, why)) => {
-                        verdict.rejected_spans += 1;
-                        match verdict.reasons.iter_mut().find(|(l, _)| *l == label) {
-                            Some((_, count)) => *count += 1,
-                            None => verdict.reasons.push((label, 1)),
-                        }
-                        if shown.len() < REASONS_SHOWN {
-                            shown.push(format!("span {} (`{}`): {why}", position - 1, span.name));
-                        }
-                        false
-                    }
+    for span in resources
+        .iter()
+        .flat_map(|r| &r.scopes)
+        .flat_map(|s| &s.spans)
+    {
+        position += 1;
+        match problem(span, now_nanos) {
+            None => verdict.accepted_spans += 1,
+            Some((label, why)) => {
+                verdict.rejected_spans += 1;
+                match verdict.reasons.iter_mut().find(|(l, _)| *l == label) {
+                    Some((_, count)) => *count += 1,
+                    None => verdict.reasons.push((label, 1)),
                 }
-            });
+                if shown.len() < REASONS_SHOWN {
+                    shown.push(format!("span {} (`{}`): {why}", position - 1, span.name));
+                }
+            }
         }
-        resource.scope_spans.retain(|scope| !scope.spans.is_empty());
     }
-    request
-        .resource_spans
-        .retain(|resource| !resource.scope_spans.is_empty());
     if verdict.rejected_spans > 0 {
         let total = verdict.accepted_spans + verdict.rejected_spans;
         let more = verdict.rejected_spans as usize - shown.len();
@@ -73,7 +64,12 @@ pub(crate) fn validate(request: &mut ExportTraceServiceRequest, now_nanos: u64) 
     verdict
 }
 
-fn problem(span: &Span, now_nanos: u64) -> Option<(&'static str, String)> {
+/// Whether a span passes validation.
+pub(crate) fn is_valid(span: &SpanView<'_>, now_nanos: u64) -> bool {
+    problem(span, now_nanos).is_none()
+}
+
+fn problem(span: &SpanView<'_>, now_nanos: u64) -> Option<(&'static str, String)> {
     if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0) {
         return Some((
             "invalid_trace_id",
@@ -134,7 +130,10 @@ fn problem(span: &Span, now_nanos: u64) -> Option<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+    use crate::gateway::wire;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
 
     const NOW: u64 = 1_764_230_400_000_000_000;
 
@@ -149,7 +148,7 @@ mod tests {
         }
     }
 
-    fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+    fn encode(spans: Vec<Span>) -> Vec<u8> {
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 scope_spans: vec![ScopeSpans {
@@ -159,17 +158,17 @@ mod tests {
                 ..Default::default()
             }],
         }
+        .encode_to_vec()
     }
 
     #[test]
-    fn valid_spans_pass_untouched() {
-        let mut req = request(vec![span("a"), span("b")]);
-        let before = req.clone();
-        let verdict = validate(&mut req, NOW);
+    fn valid_spans_pass() {
+        let bytes = encode(vec![span("a"), span("b")]);
+        let views = wire::parse(&bytes).expect("parses");
+        let verdict = validate(&views, NOW);
         assert_eq!(verdict.accepted_spans, 2);
         assert_eq!(verdict.rejected_spans, 0);
         assert!(verdict.message.is_empty());
-        assert_eq!(req, before);
     }
 
     #[test]
@@ -200,7 +199,7 @@ mod tests {
             end_time_unix_nano: NOW + 2 * MAX_SKEW_NANOS,
             ..span("future")
         };
-        let mut req = request(vec![
+        let bytes = encode(vec![
             span("ok"),
             zero_trace,
             short_span,
@@ -209,7 +208,8 @@ mod tests {
             ancient,
             future,
         ]);
-        let verdict = validate(&mut req, NOW);
+        let views = wire::parse(&bytes).expect("parses");
+        let verdict = validate(&views, NOW);
         assert_eq!((verdict.accepted_spans, verdict.rejected_spans), (1, 6));
         assert_eq!(
             verdict.reasons,
@@ -233,17 +233,12 @@ mod tests {
             "{}",
             verdict.message
         );
-        assert_eq!(req.resource_spans[0].scope_spans[0].spans.len(), 1);
-    }
-
-    #[test]
-    fn groups_left_empty_are_dropped() {
-        let mut req = request(vec![Span {
-            span_id: vec![],
-            ..span("x")
-        }]);
-        let verdict = validate(&mut req, NOW);
-        assert_eq!(verdict.accepted_spans, 0);
-        assert!(req.resource_spans.is_empty());
+        let kept: Vec<&str> = views[0].scopes[0]
+            .spans
+            .iter()
+            .filter(|s| is_valid(s, NOW))
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(kept, ["ok"]);
     }
 }

@@ -1,0 +1,350 @@
+//! OTLP protobuf at the wire level: the gateway's fast path.
+//!
+//! The gateway needs only each span's identity and times (to validate it and key it by trace)
+//! and byte ranges (to forward it). Decoding every attribute into owned strings and encoding
+//! them again was most of its CPU, so this module walks the request without allocating per
+//! field: the envelope (`ResourceSpans`, `ScopeSpans`, `Span`) is parsed field by field, and
+//! everything inside a span is checked for well-formed wire structure and copied as bytes.
+//! The processor does the full decode; a span whose attributes are well-formed protobuf but
+//! not valid OTLP (say, bad UTF-8 in a string) goes to `spans.dlq` there, with the reason.
+//!
+//! Output is byte-compatible with prost: `spans.raw` records built here decode as
+//! `RawSpanBatch`, archived requests as `ExportTraceServiceRequest` (tests hold both to it).
+
+use prost::Message as _;
+use spindle_schemas::raw::{ArchivePointer, RAW_SPAN_BATCH_VERSION};
+
+/// One span as the gateway sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SpanView<'a> {
+    /// The whole encoded `Span` message.
+    pub(crate) bytes: &'a [u8],
+    pub(crate) trace_id: &'a [u8],
+    pub(crate) span_id: &'a [u8],
+    pub(crate) parent_span_id: &'a [u8],
+    pub(crate) name: &'a str,
+    pub(crate) start_time_unix_nano: u64,
+    pub(crate) end_time_unix_nano: u64,
+}
+
+/// A `ScopeSpans`: the scope's bytes and its spans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScopeView<'a> {
+    pub(crate) scope: Option<&'a [u8]>,
+    pub(crate) schema_url: &'a [u8],
+    pub(crate) spans: Vec<SpanView<'a>>,
+}
+
+/// A `ResourceSpans`: the resource's bytes and its scopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ResourceView<'a> {
+    pub(crate) resource: Option<&'a [u8]>,
+    pub(crate) schema_url: &'a [u8],
+    pub(crate) scopes: Vec<ScopeView<'a>>,
+}
+
+/// Parses an `ExportTraceServiceRequest`; the error says what is malformed and where.
+pub(crate) fn parse(request: &[u8]) -> Result<Vec<ResourceView<'_>>, String> {
+    let mut resources = Vec::new();
+    for field in Fields::new(request) {
+        let (number, value) = field.map_err(|e| format!("request: {e}"))?;
+        if number == 1 {
+            let bytes = value.bytes("resource_spans")?;
+            resources.push(
+                resource_spans(bytes)
+                    .map_err(|e| format!("resource_spans[{}]: {e}", resources.len()))?,
+            );
+        }
+    }
+    Ok(resources)
+}
+
+fn resource_spans(bytes: &[u8]) -> Result<ResourceView<'_>, String> {
+    let mut view = ResourceView {
+        resource: None,
+        schema_url: &[],
+        scopes: Vec::new(),
+    };
+    for field in Fields::new(bytes) {
+        let (number, value) = field?;
+        match number {
+            1 => {
+                let resource = value.bytes("resource")?;
+                check_structure(resource).map_err(|e| format!("resource: {e}"))?;
+                view.resource = Some(resource);
+            }
+            2 => {
+                let scope = value.bytes("scope_spans")?;
+                let index = view.scopes.len();
+                view.scopes
+                    .push(scope_spans(scope).map_err(|e| format!("scope_spans[{index}]: {e}"))?);
+            }
+            3 => view.schema_url = utf8(value.bytes("schema_url")?, "schema_url")?.as_bytes(),
+            _ => {}
+        }
+    }
+    Ok(view)
+}
+
+fn scope_spans(bytes: &[u8]) -> Result<ScopeView<'_>, String> {
+    let mut view = ScopeView {
+        scope: None,
+        schema_url: &[],
+        spans: Vec::new(),
+    };
+    for field in Fields::new(bytes) {
+        let (number, value) = field?;
+        match number {
+            1 => {
+                let scope = value.bytes("scope")?;
+                check_structure(scope).map_err(|e| format!("scope: {e}"))?;
+                view.scope = Some(scope);
+            }
+            2 => {
+                let span = value.bytes("spans")?;
+                let index = view.spans.len();
+                view.spans
+                    .push(span_view(span).map_err(|e| format!("spans[{index}]: {e}"))?);
+            }
+            3 => view.schema_url = utf8(value.bytes("schema_url")?, "schema_url")?.as_bytes(),
+            _ => {}
+        }
+    }
+    Ok(view)
+}
+
+fn span_view(bytes: &[u8]) -> Result<SpanView<'_>, String> {
+    let mut view = SpanView {
+        bytes,
+        trace_id: &[],
+        span_id: &[],
+        parent_span_id: &[],
+        name: "",
+        start_time_unix_nano: 0,
+        end_time_unix_nano: 0,
+    };
+    for field in Fields::new(bytes) {
+        let (number, value) = field?;
+        match number {
+            1 => view.trace_id = value.bytes("trace_id")?,
+            2 => view.span_id = value.bytes("span_id")?,
+            4 => view.parent_span_id = value.bytes("parent_span_id")?,
+            5 => view.name = utf8(value.bytes("name")?, "name")?,
+            7 => view.start_time_unix_nano = value.fixed64("start_time_unix_nano")?,
+            8 => view.end_time_unix_nano = value.fixed64("end_time_unix_nano")?,
+            // Attributes, events, links, status: structure only, carried as bytes.
+            9 | 11 | 13 | 15 => check_structure(value.bytes("span field")?)?,
+            _ => {}
+        }
+    }
+    Ok(view)
+}
+
+/// Checks that `bytes` is a well-formed sequence of protobuf fields. Nested values are
+/// carried as bytes; the processor decodes them fully.
+fn check_structure(bytes: &[u8]) -> Result<(), String> {
+    Fields::new(bytes).try_for_each(|f| f.map(|_| ()))
+}
+
+fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, String> {
+    std::str::from_utf8(bytes).map_err(|_| format!("`{what}` is not valid UTF-8"))
+}
+
+/// A field's value.
+#[derive(Debug, Clone, Copy)]
+enum Value<'a> {
+    Varint,
+    Fixed64(u64),
+    Len(&'a [u8]),
+    Fixed32,
+}
+
+impl<'a> Value<'a> {
+    fn bytes(self, what: &str) -> Result<&'a [u8], String> {
+        match self {
+            Value::Len(bytes) => Ok(bytes),
+            _ => Err(format!("`{what}` has the wrong wire type")),
+        }
+    }
+
+    fn fixed64(self, what: &str) -> Result<u64, String> {
+        match self {
+            Value::Fixed64(v) => Ok(v),
+            // prost rejects other wire types for fixed64 fields, and so does the gateway.
+            _ => Err(format!("`{what}` has the wrong wire type")),
+        }
+    }
+}
+
+/// Iterates over the fields of a message.
+struct Fields<'a> {
+    rest: &'a [u8],
+    failed: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            rest: bytes,
+            failed: false,
+        }
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<(u32, Value<'a>), String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() || self.failed {
+            return None;
+        }
+        let result = (|| {
+            let key = varint(&mut self.rest)?;
+            let number = u32::try_from(key >> 3).map_err(|_| "field number out of range")?;
+            if number == 0 {
+                return Err("field number 0".to_owned());
+            }
+            let value = match key & 7 {
+                0 => {
+                    varint(&mut self.rest)?;
+                    Value::Varint
+                }
+                1 => Value::Fixed64(u64::from_le_bytes(
+                    take(&mut self.rest, 8)?
+                        .try_into()
+                        .map_err(|_| "truncated")?,
+                )),
+                2 => {
+                    let len = usize::try_from(varint(&mut self.rest)?)
+                        .map_err(|_| "length out of range")?;
+                    Value::Len(take(&mut self.rest, len)?)
+                }
+                5 => {
+                    take(&mut self.rest, 4)?;
+                    Value::Fixed32
+                }
+                other => return Err(format!("unsupported wire type {other}")),
+            };
+            Ok((number, value))
+        })();
+        if result.is_err() {
+            self.failed = true;
+        }
+        Some(result)
+    }
+}
+
+fn take<'a>(rest: &mut &'a [u8], len: usize) -> Result<&'a [u8], String> {
+    if rest.len() < len {
+        return Err(format!(
+            "truncated: {len} bytes announced, {} left",
+            rest.len()
+        ));
+    }
+    let (head, tail) = rest.split_at(len);
+    *rest = tail;
+    Ok(head)
+}
+
+fn varint(rest: &mut &[u8]) -> Result<u64, String> {
+    let mut value = 0_u64;
+    for i in 0..10 {
+        let Some((&byte, tail)) = rest.split_first() else {
+            return Err("truncated varint".into());
+        };
+        *rest = tail;
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Ok(value);
+        }
+    }
+    Err("varint longer than 10 bytes".into())
+}
+
+/// Appends a length-delimited field.
+pub(crate) fn put_len(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
+    prost::encoding::encode_key(number, prost::encoding::WireType::LengthDelimited, out);
+    prost::encoding::encode_varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
+}
+
+/// Encodes one `spans.raw` record: a `RawSpanBatch` from byte ranges.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn raw_span_batch(
+    workspace_id: &str,
+    project_id: &str,
+    received_at_unix_nano: u64,
+    resource: &ResourceView<'_>,
+    scope: &ScopeView<'_>,
+    spans: &[&SpanView<'_>],
+    archive: &ArchivePointer,
+) -> Vec<u8> {
+    let size: usize = spans.iter().map(|s| s.bytes.len() + 6).sum::<usize>()
+        + resource.resource.map_or(0, <[u8]>::len)
+        + scope.scope.map_or(0, <[u8]>::len)
+        + 256;
+    let mut out = Vec::with_capacity(size);
+    prost::encoding::uint32::encode(1, &RAW_SPAN_BATCH_VERSION, &mut out);
+    put_len(&mut out, 2, workspace_id.as_bytes());
+    put_len(&mut out, 3, project_id.as_bytes());
+    prost::encoding::fixed64::encode(4, &received_at_unix_nano, &mut out);
+    if let Some(bytes) = resource.resource {
+        put_len(&mut out, 5, bytes);
+    }
+    if !resource.schema_url.is_empty() {
+        put_len(&mut out, 6, resource.schema_url);
+    }
+    if let Some(bytes) = scope.scope {
+        put_len(&mut out, 7, bytes);
+    }
+    if !scope.schema_url.is_empty() {
+        put_len(&mut out, 8, scope.schema_url);
+    }
+    for span in spans {
+        put_len(&mut out, 9, span.bytes);
+    }
+    put_len(&mut out, 10, &archive.encode_to_vec());
+    out
+}
+
+/// Encodes an `ExportTraceServiceRequest` holding only the spans `keep` accepts.
+pub(crate) fn filtered_request(
+    resources: &[ResourceView<'_>],
+    keep: impl Fn(&SpanView<'_>) -> bool,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut resource_buf = Vec::new();
+    let mut scope_buf = Vec::new();
+    for resource in resources {
+        resource_buf.clear();
+        if let Some(bytes) = resource.resource {
+            put_len(&mut resource_buf, 1, bytes);
+        }
+        let mut any = false;
+        for scope in &resource.scopes {
+            scope_buf.clear();
+            if let Some(bytes) = scope.scope {
+                put_len(&mut scope_buf, 1, bytes);
+            }
+            let mut kept = false;
+            for span in scope.spans.iter().filter(|s| keep(s)) {
+                put_len(&mut scope_buf, 2, span.bytes);
+                kept = true;
+            }
+            if !scope.schema_url.is_empty() {
+                put_len(&mut scope_buf, 3, scope.schema_url);
+            }
+            if kept {
+                put_len(&mut resource_buf, 2, &scope_buf);
+                any = true;
+            }
+        }
+        if !resource.schema_url.is_empty() {
+            put_len(&mut resource_buf, 3, resource.schema_url);
+        }
+        if any {
+            put_len(&mut out, 1, &resource_buf);
+        }
+    }
+    out
+}
