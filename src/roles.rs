@@ -17,29 +17,7 @@ use crate::health::{self, Readiness};
 pub async fn gateway(config: &Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let settings = &config.gateway;
-    let mut producer = clients::kafka_config(&config.kafka);
-    for (key, value) in spindle_pipeline::gateway::producer_settings(settings) {
-        producer.set(key, value);
-    }
-    let producer: FutureProducer = producer
-        .create()
-        .context("cannot create the Kafka producer")?;
-    let redis = redis_manager(config).await?;
-    let ttl = Duration::from_millis(settings.auth_cache_ttl_ms);
-    let deps = spindle_pipeline::gateway::Deps {
-        producer,
-        s3: clients::s3(&config.s3),
-        bucket: config.s3.bucket.clone(),
-        keys: spindle_platform::api_keys::Resolver::new(redis.clone(), ttl, 100_000),
-        limits: spindle_platform::entitlements::Limits::new(
-            redis,
-            spindle_platform::entitlements::Entitlements {
-                spans_per_second: settings.default_spans_per_second,
-                monthly_span_quota: settings.default_monthly_span_quota,
-            },
-            ttl,
-        ),
-    };
+    let deps = gateway_deps(config).await?;
     let bound = spindle_pipeline::gateway::bind(settings.clone(), deps)
         .await
         .with_context(|| {
@@ -58,6 +36,34 @@ pub async fn gateway(config: &Config) -> anyhow::Result<()> {
     bound.serve(shutdown).await?;
     health.await??;
     Ok(())
+}
+
+/// The connections the gateway writes through, built from settings.
+pub async fn gateway_deps(config: &Config) -> anyhow::Result<spindle_pipeline::gateway::Deps> {
+    let settings = &config.gateway;
+    let mut producer = clients::kafka_config(&config.kafka);
+    for (key, value) in spindle_pipeline::gateway::producer_settings(settings) {
+        producer.set(key, value);
+    }
+    let producer: FutureProducer = producer
+        .create()
+        .context("cannot create the Kafka producer")?;
+    let redis = redis_manager(config).await?;
+    let ttl = Duration::from_millis(settings.auth_cache_ttl_ms);
+    Ok(spindle_pipeline::gateway::Deps {
+        producer,
+        s3: clients::s3(&config.s3),
+        bucket: config.s3.bucket.clone(),
+        keys: spindle_platform::api_keys::Resolver::new(redis.clone(), ttl, 100_000),
+        limits: spindle_platform::entitlements::Limits::new(
+            redis,
+            spindle_platform::entitlements::Entitlements {
+                spans_per_second: settings.default_spans_per_second,
+                monthly_span_quota: settings.default_monthly_span_quota,
+            },
+            ttl,
+        ),
+    })
 }
 
 /// `spindle projector`: applies `platform.events` to Redis.

@@ -666,3 +666,62 @@ async fn a_project_over_its_rate_gets_429_with_retry_after() {
     assert!(message(&reply).contains("over its rate of 1 spans per second"));
     assert!(tail.collect(&project, 0, Duration::from_secs(2)).is_empty());
 }
+
+/// Shutdown drains: a request in flight when the signal comes is still answered 200 (durable),
+/// new connections are refused, and `serve` returns cleanly.
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_drains_in_flight_requests() {
+    let mut config = support::stack();
+    config.gateway.http_listen = "127.0.0.1:0".parse().expect("addr");
+    config.gateway.grpc_listen = "127.0.0.1:0".parse().expect("addr");
+    // A long group-commit window keeps the request in flight while shutdown starts.
+    config.gateway.group_commit_window_ms = 1500;
+    let (project, key) = support::project_with_key(&config).await;
+    let deps = spindle::roles::gateway_deps(&config).await.expect("deps");
+    let bound = spindle_pipeline::gateway::bind(config.gateway.clone(), deps)
+        .await
+        .expect("bind");
+    let url = format!("http://{}/v1/traces", bound.http_addr);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(bound.serve(shutdown.clone()));
+    let tail = support::RawTail::start(&config);
+
+    let in_flight = tokio::spawn({
+        let url = url.clone();
+        let body = valid_request(vec![span(1)]).encode_to_vec();
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/x-protobuf")
+                .header("x-api-key", key)
+                .body(body)
+                .send()
+                .await
+                .expect("answered")
+                .status()
+                .as_u16()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shutdown.cancel();
+    assert_eq!(
+        in_flight.await.expect("request task"),
+        200,
+        "drained, not dropped"
+    );
+    server.await.expect("server task").expect("clean shutdown");
+    assert!(
+        reqwest::Client::new()
+            .post(&url)
+            .body(Vec::new())
+            .send()
+            .await
+            .is_err(),
+        "no longer listening"
+    );
+    assert_eq!(
+        tail.collect(&project, 1, Duration::from_secs(15)).len(),
+        1,
+        "the drained request is durable"
+    );
+}
