@@ -2,10 +2,12 @@
 //!
 //! `schemas` does no IO and has no async runtime, so it also compiles to
 //! `wasm32-unknown-unknown` for the web app (`spindle test` checks it). It holds the Kafka topic
-//! names, the `spans.raw` payload and S3 archive format (prost, wrapping OTLP's own messages)
-//! and the `platform.events` events. The canonical enriched span and the price table arrive
-//! with the processing issue.
+//! names, the `spans.raw` payload and S3 archive format (prost, wrapping OTLP's own messages),
+//! the `platform.events` events, the canonical enriched span on `spans.enriched` and the model
+//! price table with its integer cost arithmetic.
 
+pub mod canonical;
 pub mod platform;
+pub mod prices;
 pub mod raw;
 pub mod topics;
