@@ -42,6 +42,8 @@ enum Command {
     },
     /// Run the OTLP gateway (OTLP/HTTP and OTLP/gRPC in; S3 archive and `spans.raw` out).
     Gateway,
+    /// Run the processor (`spans.raw` → LLM-aware `spans.enriched`).
+    Processor,
     /// Run the projector that applies `platform.events` to Redis.
     Projector,
     /// Issue and revoke API keys.
@@ -190,6 +192,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Status { json } => status(&config, json).await,
         Command::Gateway => {
             crate::roles::gateway(&config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Processor => {
+            crate::roles::processor(&config).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Projector => {

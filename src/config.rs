@@ -27,6 +27,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub health: HealthConfig,
     pub gateway: spindle_pipeline::gateway::GatewayConfig,
+    pub processor: spindle_pipeline::processor::stream::ProcessorConfig,
     pub projector: ProjectorConfig,
     pub stack: StackConfig,
     /// The settings file these were loaded from, if any (roles started by `spindle up` get it).

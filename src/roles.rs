@@ -38,6 +38,53 @@ pub async fn gateway(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `spindle processor`: `spans.raw` → `spans.enriched`.
+pub async fn processor(config: &Config) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
+    let consumer: StreamConsumer = clients::kafka_config(&config.kafka)
+        .set("group.id", "spindle-processor")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .context("cannot create the Kafka consumer")?;
+    consumer
+        .subscribe(&[spindle_schemas::topics::SPANS_RAW.name])
+        .context("cannot subscribe to `spans.raw`")?;
+    let producer = durable_producer(config)?;
+    let health = serve_health(
+        config,
+        config.processor.health_listen,
+        vec![Dependency::Kafka],
+        shutdown.clone(),
+    )
+    .await?;
+    tracing::info!("processor consuming `spans.raw`");
+    spindle_pipeline::processor::stream::run(
+        config.processor.clone(),
+        consumer,
+        producer,
+        spindle_schemas::prices::PriceTable::embedded(),
+        shutdown,
+    )
+    .await?;
+    health.await??;
+    tracing::info!("processor stopped");
+    Ok(())
+}
+
+/// A producer for records that must not be lost: acks=all, idempotent, never expiring queued
+/// messages (see the gateway's `producer_settings` for why).
+fn durable_producer(config: &Config) -> anyhow::Result<FutureProducer> {
+    clients::kafka_config(&config.kafka)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "20")
+        .set("message.timeout.ms", "0")
+        .create()
+        .context("cannot create the Kafka producer")
+}
+
 /// The connections the gateway writes through, built from settings.
 pub async fn gateway_deps(config: &Config) -> anyhow::Result<spindle_pipeline::gateway::Deps> {
     let settings = &config.gateway;

@@ -285,7 +285,9 @@ fn endpoint(config: &Config, service: &Service) -> String {
             format!("{} (S3, bucket `{}`)", config.s3.endpoint, config.s3.bucket)
         }
         Kind::Backing(Dependency::Redis) => format!("redis://{}", service.addr),
-        Kind::Role(Role::Projector) => format!("health on http://{}", service.addr),
+        Kind::Role(Role::Projector | Role::Processor) => {
+            format!("health on http://{}", service.addr)
+        }
         Kind::Role(Role::Gateway) => format!(
             "OTLP/HTTP http://{}  OTLP/gRPC http://{}  health http://{}",
             config.gateway.http_listen, config.gateway.grpc_listen, service.addr

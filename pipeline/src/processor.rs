@@ -1,7 +1,9 @@
 //! The processor: `spans.raw` → LLM-aware `spans.enriched`.
 //!
-//! Today only its pure core, [`normalize`]: one OTLP span and its batch to the canonical
-//! [`EnrichedSpan`](spindle_schemas::canonical::EnrichedSpan). The Kafka consumer loop, the
-//! producer of `spans.enriched` and trace-completion tracking arrive later and call it.
+//! [`normalize`] is the pure core: one OTLP span and its batch to the canonical
+//! [`EnrichedSpan`](spindle_schemas::canonical::EnrichedSpan). [`stream`] is the consumer loop
+//! around it (at least once; poison records to `spans.dlq`). Trace-completion tracking arrives
+//! with the rest of the processing issue.
 
 pub mod normalize;
+pub mod stream;

@@ -28,6 +28,7 @@ pub(crate) enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
     Projector,
+    Processor,
     Gateway,
 }
 
@@ -35,13 +36,22 @@ impl Role {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Role::Projector => "projector",
+            Role::Processor => "processor",
             Role::Gateway => "gateway",
         }
     }
 }
 
 /// Every service name, in start order; `down` stops them in reverse.
-pub(crate) const NAMES: [&str; 6] = ["redis", "s3", "kafka", "clickhouse", "projector", "gateway"];
+pub(crate) const NAMES: [&str; 7] = [
+    "redis",
+    "s3",
+    "kafka",
+    "clickhouse",
+    "projector",
+    "processor",
+    "gateway",
+];
 
 /// One local service and where it listens.
 #[derive(Debug, Clone)]
@@ -102,6 +112,12 @@ pub(crate) fn services(config: &Config) -> anyhow::Result<Vec<Service>> {
             Role::Projector,
             projector.health_listen,
             "SPINDLE__PROJECTOR__HEALTH_LISTEN",
+            vec![],
+        ),
+        (
+            Role::Processor,
+            config.processor.health_listen,
+            "SPINDLE__PROCESSOR__HEALTH_LISTEN",
             vec![],
         ),
         (

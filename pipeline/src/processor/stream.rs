@@ -1,0 +1,285 @@
+//! The processor's consumer loop: `spans.raw` → [`normalize`](super::normalize) →
+//! `spans.enriched`, at least once, with poison records sent to `spans.dlq`.
+//!
+//! Records are handled in batches (up to `batch_max_records` or `batch_max_wait_ms`): every
+//! enriched record of the batch is produced with `acks=all`, and only when all of them are
+//! acknowledged are the batch's offsets committed. If a produce fails, the consumer seeks back
+//! to the batch's first offsets and does it again; the copies this may leave on
+//! `spans.enriched` are absorbed by the sink, which writes each span once.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use prost::Message as _;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde::Deserialize;
+use spindle_schemas::prices::PriceTable;
+use spindle_schemas::raw::{RAW_SPAN_BATCH_VERSION, RawSpanBatch};
+use spindle_schemas::topics::{SPANS_DLQ, SPANS_ENRICHED, SPANS_RAW};
+use tokio_util::sync::CancellationToken;
+
+use super::normalize::{NormalizeConfig, normalize_with};
+
+/// Settings of `spindle processor` (section `[processor]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorConfig {
+    /// `/healthz`, `/readyz`, `/metrics`.
+    pub health_listen: SocketAddr,
+    /// Cap on each message payload kept in the row (the full payload stays in S3).
+    pub max_message_bytes: usize,
+    /// Records handled per batch at most.
+    pub batch_max_records: usize,
+    /// How long a batch waits to fill.
+    pub batch_max_wait_ms: u64,
+    /// How long a produce may take before the batch is retried.
+    pub produce_timeout_ms: u64,
+}
+
+/// Why the processor stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// What one record became.
+enum Outcome {
+    Enriched(Vec<(String, Vec<u8>)>),
+    Poison(String),
+}
+
+/// Turns one `spans.raw` payload into enriched records, or the reason it never can be.
+fn process(payload: &[u8], prices: &PriceTable, config: &NormalizeConfig) -> Outcome {
+    let batch = match RawSpanBatch::decode(payload) {
+        Ok(batch) => batch,
+        Err(e) => return Outcome::Poison(format!("not a RawSpanBatch: {e}")),
+    };
+    if batch.version != RAW_SPAN_BATCH_VERSION {
+        return Outcome::Poison(format!(
+            "RawSpanBatch version {} is unknown to this processor (knows {RAW_SPAN_BATCH_VERSION})",
+            batch.version
+        ));
+    }
+    Outcome::Enriched(
+        batch
+            .spans
+            .iter()
+            .map(|span| {
+                let enriched = normalize_with(&batch, span, prices, None, config);
+                (enriched.key(), enriched.encode_to_vec())
+            })
+            .collect(),
+    )
+}
+
+/// Consumes `spans.raw` (the consumer must be subscribed, with auto-commit off) until
+/// `shutdown` is cancelled.
+pub async fn run(
+    config: ProcessorConfig,
+    consumer: StreamConsumer,
+    producer: FutureProducer,
+    prices: &PriceTable,
+    shutdown: CancellationToken,
+) -> Result<(), ProcessorError> {
+    let normalize = NormalizeConfig {
+        max_message_bytes: config.max_message_bytes,
+    };
+    let timeout = Duration::from_millis(config.produce_timeout_ms);
+    while !shutdown.is_cancelled() {
+        let batch = next_batch(&consumer, &config, &shutdown).await;
+        if batch.is_empty() {
+            continue;
+        }
+        loop {
+            match produce_batch(&batch, &producer, prices, &normalize, timeout).await {
+                Ok(()) => break,
+                Err(reason) => {
+                    tracing::warn!(%reason, records = batch.len(), "batch not acknowledged; retrying it");
+                    metrics::counter!("spindle_processor_retries_total").increment(1);
+                    if shutdown.is_cancelled() {
+                        // Not committed: the next owner of these partitions redoes the batch.
+                        return Ok(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        consumer.commit(&next_offsets(&batch)?, CommitMode::Async)?;
+    }
+    Ok(())
+}
+
+async fn next_batch(
+    consumer: &StreamConsumer,
+    config: &ProcessorConfig,
+    shutdown: &CancellationToken,
+) -> Vec<OwnedMessage> {
+    let mut batch = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(config.batch_max_wait_ms);
+    while batch.len() < config.batch_max_records {
+        let received = tokio::select! {
+            () = shutdown.cancelled() => break,
+            received = tokio::time::timeout_at(deadline, consumer.recv()) => received,
+        };
+        match received {
+            Err(_) => break,
+            Ok(Ok(message)) => batch.push(message.detach()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read `spans.raw`; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                break;
+            }
+        }
+    }
+    batch
+}
+
+async fn produce_batch(
+    batch: &[OwnedMessage],
+    producer: &FutureProducer,
+    prices: &PriceTable,
+    normalize: &NormalizeConfig,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut sends = Vec::new();
+    let mut spans = 0_u64;
+    let mut poison = 0_u64;
+    for message in batch {
+        match process(message.payload().unwrap_or_default(), prices, normalize) {
+            Outcome::Enriched(records) => {
+                spans += records.len() as u64;
+                for (key, payload) in records {
+                    sends.push(send(
+                        producer,
+                        SPANS_ENRICHED.name,
+                        key.into_bytes(),
+                        payload,
+                        None,
+                        timeout,
+                    ));
+                }
+            }
+            Outcome::Poison(reason) => {
+                poison += 1;
+                tracing::error!(partition = message.partition(), offset = message.offset(), %reason, "poison record to `spans.dlq`");
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: "spindle.reason",
+                        value: Some(reason.as_str()),
+                    })
+                    .insert(Header {
+                        key: "spindle.source",
+                        value: Some(&format!(
+                            "{}/{}/{}",
+                            SPANS_RAW.name,
+                            message.partition(),
+                            message.offset()
+                        )),
+                    });
+                sends.push(send(
+                    producer,
+                    SPANS_DLQ.name,
+                    message.key().unwrap_or_default().to_vec(),
+                    message.payload().unwrap_or_default().to_vec(),
+                    Some(headers),
+                    timeout,
+                ));
+            }
+        }
+    }
+    let results = tokio::time::timeout(timeout, futures::future::join_all(sends))
+        .await
+        .map_err(|_| format!("no acknowledgement within {} ms", timeout.as_millis()))?;
+    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+        return Err(e);
+    }
+    metrics::counter!("spindle_processor_spans_total").increment(spans);
+    metrics::counter!("spindle_processor_dead_letters_total").increment(poison);
+    Ok(())
+}
+
+async fn send(
+    producer: &FutureProducer,
+    topic: &'static str,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    headers: Option<OwnedHeaders>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut record = FutureRecord::to(topic).key(&key).payload(&payload);
+    if let Some(headers) = headers {
+        record = record.headers(headers);
+    }
+    producer
+        .send(record, timeout)
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| format!("produce to `{topic}` failed: {e}"))
+}
+
+/// The offsets to commit after a batch: one past the last record of each partition.
+fn next_offsets(batch: &[OwnedMessage]) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
+    let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for message in batch {
+        let entry = last
+            .entry((message.topic().to_owned(), message.partition()))
+            .or_insert(message.offset());
+        *entry = (*entry).max(message.offset());
+    }
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in last {
+        list.add_partition_offset(&topic, partition, Offset::Offset(offset + 1))?;
+    }
+    Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::trace::v1::Span;
+
+    #[test]
+    fn poison_is_named_and_spans_are_keyed_by_trace() {
+        let prices = PriceTable::embedded();
+        let config = NormalizeConfig::default();
+        let Outcome::Poison(reason) = process(b"\xff\xff not protobuf", prices, &config) else {
+            panic!("garbage must be poison");
+        };
+        assert!(reason.starts_with("not a RawSpanBatch"), "{reason}");
+
+        let future = RawSpanBatch {
+            version: RAW_SPAN_BATCH_VERSION + 1,
+            ..Default::default()
+        };
+        let Outcome::Poison(reason) = process(&future.encode_to_vec(), prices, &config) else {
+            panic!("unknown version must be poison");
+        };
+        assert!(reason.contains("version 2 is unknown"), "{reason}");
+
+        let batch = RawSpanBatch {
+            version: RAW_SPAN_BATCH_VERSION,
+            project_id: "p".into(),
+            spans: vec![
+                Span {
+                    trace_id: vec![0xab; 16],
+                    span_id: vec![1; 8],
+                    start_time_unix_nano: 1_764_230_400_000_000_000,
+                    end_time_unix_nano: 1_764_230_401_000_000_000,
+                    ..Default::default()
+                };
+                2
+            ],
+            ..Default::default()
+        };
+        let Outcome::Enriched(records) = process(&batch.encode_to_vec(), prices, &config) else {
+            panic!("a valid batch is enriched");
+        };
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].0, format!("p/{}", "ab".repeat(16)));
+    }
+}

@@ -1,0 +1,194 @@
+//! The processor role against the real stack: OTLP in through the gateway, LLM-aware records
+//! out on `spans.enriched`; poison records to `spans.dlq` while later records keep flowing.
+
+mod support;
+
+use std::time::Duration;
+
+use prost::Message as _;
+use rdkafka::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers as _;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use spindle::config::Config;
+use spindle_schemas::canonical::EnrichedSpan;
+
+/// Reads a topic from its current end: what this test causes, nothing older.
+fn tail(config: &Config, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = spindle::clients::kafka_config(&config.kafka)
+        .set("group.id", support::unique("tail"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for partition in 0..metadata.topics()[0].partitions().len() as i32 {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .expect("watermarks");
+        assignment
+            .add_partition_offset(topic, partition, rdkafka::Offset::Offset(high))
+            .expect("offset");
+    }
+    consumer.assign(&assignment).expect("assign");
+    consumer
+}
+
+/// Collects the messages of `project` until `count` arrived or `wait` passed.
+fn collect(
+    consumer: &BaseConsumer,
+    project: &str,
+    count: usize,
+    wait: Duration,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut out = Vec::new();
+    while out.len() < count && std::time::Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200))
+            && message
+                .key()
+                .unwrap_or_default()
+                .starts_with(format!("{project}/").as_bytes())
+        {
+            out.push(message.detach());
+        }
+    }
+    out
+}
+
+fn genai_request(now: u64) -> String {
+    format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"support-bot"}}}}]}},
+        "scopeSpans":[{{"scope":{{"name":"opentelemetry.instrumentation.openai"}},"spans":[{{
+          "traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7","name":"chat gpt-4o",
+          "kind":3,"startTimeUnixNano":"{start}","endTimeUnixNano":"{now}",
+          "attributes":[
+            {{"key":"gen_ai.operation.name","value":{{"stringValue":"chat"}}}},
+            {{"key":"gen_ai.provider.name","value":{{"stringValue":"openai"}}}},
+            {{"key":"gen_ai.request.model","value":{{"stringValue":"gpt-4o"}}}},
+            {{"key":"gen_ai.usage.input_tokens","value":{{"intValue":"1200"}}}},
+            {{"key":"gen_ai.usage.cache_read.input_tokens","value":{{"intValue":"200"}}}},
+            {{"key":"gen_ai.usage.output_tokens","value":{{"intValue":"300"}}}},
+            {{"key":"gen_ai.conversation.id","value":{{"stringValue":"conv-7"}}}},
+            {{"key":"gen_ai.input.messages","value":{{"stringValue":"[{{\"role\":\"user\",\"parts\":[{{\"type\":\"text\",\"content\":\"Where is my order?\"}}]}}]"}}}}
+          ]}}]}}]}}]}}"#,
+        start = now - 2_000_000_000,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn otlp_in_enriched_records_out() {
+    let config = support::stack();
+    let (project, key) = support::project_with_key(&config).await;
+    let enriched = tail(&config, spindle_schemas::topics::SPANS_ENRICHED.name);
+    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).expect("time");
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", config.gateway.http_listen))
+        .header("content-type", "application/json")
+        .header("x-api-key", &key)
+        .body(genai_request(now))
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(response.status(), 200);
+
+    let messages = tokio::task::spawn_blocking(move || {
+        collect(&enriched, &project, 1, Duration::from_secs(30))
+    })
+    .await
+    .expect("collector");
+    assert_eq!(messages.len(), 1, "one enriched record");
+    let span = EnrichedSpan::decode(messages[0].payload().unwrap_or_default()).expect("decodes");
+    assert_eq!(span.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(span.model, "gpt-4o");
+    assert_eq!(span.provider, "openai");
+    assert_eq!(span.service, "support-bot");
+    assert_eq!(span.session_id, "conv-7");
+    // Disjoint buckets: 1200 input of which 200 were cache reads.
+    assert_eq!(
+        (
+            span.input_tokens,
+            span.cache_read_tokens,
+            span.output_tokens
+        ),
+        (1000, 200, 300)
+    );
+    assert!(
+        span.total_cost_nanos.is_some_and(|c| c > 0),
+        "{:?}",
+        span.total_cost_nanos
+    );
+    assert!(
+        span.input_messages.contains("Where is my order?"),
+        "{}",
+        span.input_messages
+    );
+    assert!(span.raw.as_ref().is_some_and(|p| p.key.starts_with("raw/")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_goes_to_the_dlq_and_the_partition_keeps_flowing() {
+    let config = support::stack();
+    let (project, key) = support::project_with_key(&config).await;
+    let dlq = tail(&config, spindle_schemas::topics::SPANS_DLQ.name);
+    let enriched = tail(&config, spindle_schemas::topics::SPANS_ENRICHED.name);
+
+    // A record no processor can read, on the partition the next trace also uses.
+    let producer: FutureProducer = spindle::clients::kafka_config(&config.kafka)
+        .set("acks", "all")
+        .create()
+        .expect("producer");
+    let poison_key = format!("{project}/4bf92f3577b34da6a3ce929d0e0e4736");
+    producer
+        .send(
+            FutureRecord::to(spindle_schemas::topics::SPANS_RAW.name)
+                .key(&poison_key)
+                .payload(b"\xff\xfe definitely not protobuf"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("poison produced");
+    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).expect("time");
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", config.gateway.http_listen))
+        .header("content-type", "application/json")
+        .header("x-api-key", &key)
+        .body(genai_request(now))
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(response.status(), 200);
+
+    let project_for_dlq = project.clone();
+    let dead = tokio::task::spawn_blocking(move || {
+        collect(&dlq, &project_for_dlq, 1, Duration::from_secs(30))
+    })
+    .await
+    .expect("collector");
+    assert_eq!(dead.len(), 1, "the poison record is on the DLQ");
+    let headers = dead[0].headers().expect("reason headers");
+    let reason = (0..headers.count())
+        .map(|i| headers.get(i))
+        .find(|h| h.key == "spindle.reason")
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .expect("a reason");
+    assert!(reason.starts_with("not a RawSpanBatch"), "{reason}");
+    assert_eq!(
+        dead[0].payload(),
+        Some(b"\xff\xfe definitely not protobuf".as_slice())
+    );
+
+    let flowing = tokio::task::spawn_blocking(move || {
+        collect(&enriched, &project, 1, Duration::from_secs(30))
+    })
+    .await
+    .expect("collector");
+    assert_eq!(
+        flowing.len(),
+        1,
+        "the record after the poison was processed"
+    );
+}
