@@ -44,6 +44,8 @@ enum Command {
     Gateway,
     /// Run the processor (`spans.raw` → LLM-aware `spans.enriched`).
     Processor,
+    /// Run the sink (`spans.enriched` → ClickHouse, exactly once in effect).
+    Sink,
     /// Run the projector that applies `platform.events` to Redis.
     Projector,
     /// Issue and revoke API keys.
@@ -196,6 +198,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Processor => {
             crate::roles::processor(&config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sink => {
+            crate::roles::sink(&config).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Projector => {

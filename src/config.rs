@@ -28,6 +28,7 @@ pub struct Config {
     pub health: HealthConfig,
     pub gateway: spindle_pipeline::gateway::GatewayConfig,
     pub processor: spindle_pipeline::processor::stream::ProcessorConfig,
+    pub sink: spindle_pipeline::sink::stream::SinkConfig,
     pub projector: ProjectorConfig,
     pub stack: StackConfig,
     /// The settings file these were loaded from, if any (roles started by `spindle up` get it).
@@ -230,6 +231,12 @@ impl Config {
             return bad(
                 "gateway.max_inflight_bytes",
                 "must be at least `gateway.max_request_bytes`, or no request could ever pass",
+            );
+        }
+        if self.sink.store.database != self.clickhouse.database {
+            return bad(
+                "sink.store.database",
+                "must equal `clickhouse.database`, where the migrations create the tables",
             );
         }
         if self.stack.startup_timeout_secs == 0 {

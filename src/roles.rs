@@ -72,6 +72,36 @@ pub async fn processor(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `spindle sink`: `spans.enriched` → ClickHouse.
+pub async fn sink(config: &Config) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
+    let consumer: StreamConsumer = clients::kafka_config(&config.kafka)
+        .set("group.id", "spindle-sink")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .context("cannot create the Kafka consumer")?;
+    consumer
+        .subscribe(&[spindle_schemas::topics::SPANS_ENRICHED.name])
+        .context("cannot subscribe to `spans.enriched`")?;
+    let dlq = durable_producer(config)?;
+    let clickhouse =
+        clients::clickhouse(&config.clickhouse).with_database(&config.clickhouse.database);
+    let health = serve_health(
+        config,
+        config.sink.health_listen,
+        vec![Dependency::Kafka, Dependency::ClickHouse],
+        shutdown.clone(),
+    )
+    .await?;
+    tracing::info!("sink consuming `spans.enriched`");
+    spindle_pipeline::sink::stream::run(config.sink.clone(), consumer, dlq, clickhouse, shutdown)
+        .await?;
+    health.await??;
+    tracing::info!("sink stopped");
+    Ok(())
+}
+
 /// A producer for records that must not be lost: acks=all, idempotent, never expiring queued
 /// messages (see the gateway's `producer_settings` for why).
 fn durable_producer(config: &Config) -> anyhow::Result<FutureProducer> {

@@ -153,21 +153,16 @@ async fn start_and_wait(
         let name = service.name();
         let pid_file = layout.pid_file(name);
         if let Some(record) = process::read_pid_file(&pid_file)? {
-            let stale = matches!(service.kind, Kind::Role(_))
+            let expected = services::expected_fingerprint(service.kind);
+            let stale = expected.is_some()
                 && process::is_alive(record)
-                && process::recorded_binary(&pid_file)?
-                    != std::env::current_exe()
-                        .ok()
-                        .and_then(|exe| process::fingerprint(&exe));
+                && process::recorded_binary(&pid_file)? != expected;
             if stale {
                 let grace = Duration::from_secs(config.stack.stop_timeout_secs);
                 tokio::task::spawn_blocking(move || process::stop(record, grace)).await??;
                 out.step(
                     name,
-                    &format!(
-                        "restarting: the `spindle` binary changed (pid {})",
-                        record.pid
-                    ),
+                    &format!("restarting: it runs an older build (pid {})", record.pid),
                 );
             } else if process::is_alive(record) {
                 out.step(
@@ -285,7 +280,7 @@ fn endpoint(config: &Config, service: &Service) -> String {
             format!("{} (S3, bucket `{}`)", config.s3.endpoint, config.s3.bucket)
         }
         Kind::Backing(Dependency::Redis) => format!("redis://{}", service.addr),
-        Kind::Role(Role::Projector | Role::Processor) => {
+        Kind::Role(Role::Projector | Role::Processor | Role::Sink) => {
             format!("health on http://{}", service.addr)
         }
         Kind::Role(Role::Gateway) => format!(

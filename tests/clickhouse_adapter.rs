@@ -513,3 +513,50 @@ async fn check_error(response: reqwest::Response, status: u16, code: &str) -> St
     );
     body
 }
+
+/// A block the engine refuses after parsing (Nested arrays of different lengths) is an error,
+/// not a silent 200 with nothing stored.
+#[tokio::test]
+async fn refused_blocks_are_errors_not_silent_drops() {
+    let config = support::stack();
+    let (db, database) = support::fresh_database(&config).await;
+    db.query(
+        "CREATE TABLE n (id UInt8, e Nested(a UInt8, b UInt8)) ENGINE = MergeTree ORDER BY id",
+    )
+    .execute()
+    .await
+    .expect("create table");
+    let response = http()
+        .post(url(&config))
+        .query(&[
+            ("database", database.as_str()),
+            ("query", "INSERT INTO n FORMAT JSONEachRow"),
+        ])
+        .body("{\"id\":1,\"e.a\":[1,2],\"e.b\":[1]}\n")
+        .send()
+        .await
+        .expect("sent");
+    let body = check_error(response, 500, "190").await;
+    assert!(body.contains("SIZES_OF_ARRAYS_DONT_MATCH"), "{body}");
+    let count: u64 = db
+        .query("SELECT count() FROM n")
+        .fetch_one()
+        .await
+        .expect("count");
+    assert_eq!(count, 0);
+    // Settings in the statement still apply (they are moved after FROM INFILE).
+    let ok = http()
+        .post(url(&config))
+        .query(&[
+            ("database", database.as_str()),
+            (
+                "query",
+                "INSERT INTO n SETTINGS insert_deduplication_token = 'x' FORMAT JSONEachRow",
+            ),
+        ])
+        .body("{\"id\":2,\"e.a\":[1],\"e.b\":[1]}\n")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ok.status(), 200, "{}", ok.text().await.unwrap_or_default());
+}

@@ -192,3 +192,83 @@ async fn poison_goes_to_the_dlq_and_the_partition_keeps_flowing() {
         "the record after the poison was processed"
     );
 }
+
+/// The whole pipeline: OTLP through the gateway, the processor and the sink into ClickHouse,
+/// with the right tokens and cost in `spans`, `traces` and `usage_hourly`.
+#[tokio::test(flavor = "multi_thread")]
+async fn otlp_in_rows_in_clickhouse() {
+    let config = support::stack();
+    let (project, key) = support::project_with_key(&config).await;
+    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).expect("time");
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", config.gateway.http_listen))
+        .header("content-type", "application/json")
+        .header("x-api-key", &key)
+        .body(genai_request(now))
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(response.status(), 200);
+
+    let db =
+        spindle::clients::clickhouse(&config.clickhouse).with_database(&config.clickhouse.database);
+    #[derive(Debug, serde::Deserialize, clickhouse::Row)]
+    struct Stored {
+        model: String,
+        input_tokens: u64,
+        cache_read_tokens: u64,
+        output_tokens: u64,
+        total_cost: String,
+        session_id: String,
+    }
+    let started = std::time::Instant::now();
+    let rows: Vec<Stored> = loop {
+        let rows = db
+            .query(
+                "SELECT model, input_tokens, cache_read_tokens, output_tokens, \
+                 toString(assumeNotNull(total_cost)) AS total_cost, session_id \
+                 FROM spans FINAL WHERE project_id = ?",
+            )
+            .bind(&project)
+            .fetch_all()
+            .await
+            .expect("select");
+        if !rows.is_empty() || started.elapsed() > Duration::from_secs(45) {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(rows.len(), 1, "one row, stored once");
+    let row = &rows[0];
+    assert_eq!(row.model, "gpt-4o");
+    assert_eq!(
+        (row.input_tokens, row.cache_read_tokens, row.output_tokens),
+        (1000, 200, 300)
+    );
+    assert_eq!(row.session_id, "conv-7");
+    // gpt-4o: $2.50 per 1M input, $1.25 per 1M cached input, $10 per 1M output.
+    assert_eq!(
+        row.total_cost, "0.00575",
+        "1000×2.5e-6 + 200×1.25e-6 + 300×10e-6"
+    );
+
+    let (spans, tokens, cost): (i64, i64, String) = db
+        .query(
+            "SELECT sum(span_count), sum(input_tokens), toString(sum(total_cost)) \
+             FROM traces WHERE project_id = ?",
+        )
+        .bind(&project)
+        .fetch_one()
+        .await
+        .expect("traces");
+    assert_eq!((spans, tokens, cost.as_str()), (1, 1000, "0.00575"));
+    let (spans, cost): (i64, String) = db
+        .query(
+            "SELECT sum(spans), toString(sum(total_cost)) FROM usage_hourly WHERE project_id = ?",
+        )
+        .bind(&project)
+        .fetch_one()
+        .await
+        .expect("usage");
+    assert_eq!((spans, cost.as_str()), (1, "0.00575"));
+}

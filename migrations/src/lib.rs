@@ -26,6 +26,10 @@ const FILES: &[(&str, &str)] = &[
         "0004_audit_log.sql",
         include_str!("../sql/0004_audit_log.sql"),
     ),
+    (
+        "0005_summary_dedup_window.sql",
+        include_str!("../sql/0005_summary_dedup_window.sql"),
+    ),
 ];
 
 /// Spindle's migrations, parsed from the embedded files.

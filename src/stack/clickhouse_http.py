@@ -8,6 +8,9 @@ FORMAT X` bodies (chunked or not, optionally gzip/deflate encoded), basic-auth a
 `X-ClickHouse-User`/`X-ClickHouse-Key` credentials, and ClickHouse-style errors
 (`Code: N. DB::Exception: ...`, `X-ClickHouse-Exception-Code`, a non-200 status).
 
+Insert bodies are staged in a temporary file and read with `FROM INFILE`, because chDB's
+streaming inserter silently drops a block the engine refuses; `FROM INFILE` reports it.
+
 Every request runs on its own chDB connection taken from a pool: the current database and the
 request's settings are per connection, so concurrent requests never see each other's state.
 ClickHouse's native block compression (`compress=1`, `decompress=1`) is not supported; clients
@@ -20,10 +23,12 @@ import argparse
 import base64
 import hmac
 import json
+import os
 import queue
 import re
 import signal
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -198,6 +203,27 @@ def split_statement(text):
     return None
 
 
+def split_settings(statement):
+    """Splits `INSERT INTO t (c) SETTINGS a = 1` into the target and the SETTINGS clause.
+
+    FROM INFILE must come before SETTINGS, so the clause is moved after it.
+    """
+    i, n, depth = 0, len(statement), 0
+    while i < n:
+        ch = statement[i]
+        if ch in "'\"`":
+            i = skip_quoted(statement, i)
+            continue
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif depth == 0 and statement[i:i + 8].upper() == "SETTINGS" and (i == 0 or not statement[i - 1].isalnum()):
+            return statement[:i].rstrip(), statement[i:]
+        i += 1
+    return statement, ""
+
+
 def skip_space(text, i):
     while i < len(text) and text[i] in " \t\r\n":
         i += 1
@@ -358,23 +384,28 @@ class Handler(BaseHTTPRequestHandler):
                 conn.query(f"SET {quote_identifier(key)} = {quote_literal(value)}")
             if head is not None:
                 statement, in_fmt, data_at = head
-                inserter = conn.send_insert(statement, in_fmt)
+                # The body goes to a file the engine reads with FROM INFILE: chDB's streaming
+                # inserter drops blocks it refuses without reporting an error, FROM INFILE runs
+                # the normal insert path and raises ClickHouse's own error.
+                fd, path = tempfile.mkstemp(prefix="insert-", suffix=".data", dir=self.server.tmp_dir)
                 try:
-                    inline = text[data_at:].encode() if not stream_body or sql_param is None else b""
-                    if inline.strip():
-                        inserter.append(inline)
-                    if stream_body:
-                        for chunk in body.chunks():
-                            if chunk:
-                                inserter.append(chunk)
-                    result = inserter.finish()
-                except Exception:
+                    with os.fdopen(fd, "wb") as out:
+                        inline = text[data_at:].encode() if not stream_body or sql_param is None else b""
+                        if inline.strip():
+                            out.write(inline)
+                        if stream_body:
+                            for chunk in body.chunks():
+                                out.write(chunk)
+                    target, settings_clause = split_settings(statement)
+                    sql = f"{target} FROM INFILE {quote_literal(path)} COMPRESSION 'none' {settings_clause} FORMAT {in_fmt}"
+                    result = conn.query(sql)
+                finally:
                     try:
-                        inserter.cancel()
-                    except Exception:
+                        os.unlink(path)
+                    except OSError:
                         pass
-                    raise
-                summary = {"written_rows": str(result.rows_written), "written_bytes": str(getattr(result, "bytes_written", 0))}
+                written = result.rows_written() if result is not None and callable(getattr(result, "rows_written", None)) else 0
+                summary = {"written_rows": str(written)}
                 self.answer(200, b"", query_id, summary=summary, started=started)
             else:
                 if query_params:
@@ -566,6 +597,7 @@ def main():
     parser.add_argument("--user", default="default")
     parser.add_argument("--password-file", help="file holding the password (empty password when absent)")
     parser.add_argument("--verbose", action="store_true", help="log every request")
+    parser.add_argument("--tmp-dir", help="where insert bodies are staged (default: <data-dir>/../tmp)")
     args = parser.parse_args()
 
     password = ""
@@ -581,6 +613,8 @@ def main():
     server.user = args.user
     server.password = password
     server.verbose = args.verbose
+    server.tmp_dir = args.tmp_dir or os.path.join(os.path.dirname(os.path.abspath(args.data_dir)), "tmp")
+    os.makedirs(server.tmp_dir, exist_ok=True)
 
     def stop(signum, _frame):
         sys.stderr.write(f"signal {signum}: shutting down\n")

@@ -29,6 +29,7 @@ pub(crate) enum Kind {
 pub(crate) enum Role {
     Projector,
     Processor,
+    Sink,
     Gateway,
 }
 
@@ -37,19 +38,21 @@ impl Role {
         match self {
             Role::Projector => "projector",
             Role::Processor => "processor",
+            Role::Sink => "sink",
             Role::Gateway => "gateway",
         }
     }
 }
 
 /// Every service name, in start order; `down` stops them in reverse.
-pub(crate) const NAMES: [&str; 7] = [
+pub(crate) const NAMES: [&str; 8] = [
     "redis",
     "s3",
     "kafka",
     "clickhouse",
     "projector",
     "processor",
+    "sink",
     "gateway",
 ];
 
@@ -118,6 +121,12 @@ pub(crate) fn services(config: &Config) -> anyhow::Result<Vec<Service>> {
             Role::Processor,
             config.processor.health_listen,
             "SPINDLE__PROCESSOR__HEALTH_LISTEN",
+            vec![],
+        ),
+        (
+            Role::Sink,
+            config.sink.health_listen,
+            "SPINDLE__SINK__HEALTH_LISTEN",
             vec![],
         ),
         (
@@ -275,6 +284,7 @@ pub(crate) fn launch(
             let password_file = run_dir.join("clickhouse.password");
             write_private(&password_file, config.clickhouse.password.expose())?;
             Launch {
+                fingerprint: expected_fingerprint(service.kind),
                 program: python,
                 args: vec![
                     "-u".into(),
@@ -292,11 +302,28 @@ pub(crate) fn launch(
                 ],
                 cwd: dir,
                 env: vec![],
-                fingerprint: None,
             }
         }
     };
     Ok(launch)
+}
+
+/// What a running service must have been started from, when that can change under it: a
+/// role's binary, or the ClickHouse adapter script embedded in this binary. `up` restarts a
+/// service whose recorded fingerprint differs.
+pub(crate) fn expected_fingerprint(kind: Kind) -> Option<String> {
+    match kind {
+        Kind::Role(_) => std::env::current_exe()
+            .ok()
+            .and_then(|exe| super::process::fingerprint(&exe)),
+        Kind::Backing(Dependency::ClickHouse) => {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::hash::DefaultHasher::new();
+            CLICKHOUSE_ADAPTER.hash(&mut hasher);
+            Some(format!("adapter:{:016x}", hasher.finish()))
+        }
+        Kind::Backing(_) => None,
+    }
 }
 
 /// A role runs as this same binary with the same settings file; the environment (and so every
@@ -312,7 +339,7 @@ fn role_launch(role: Role, config: &Config, data_dir: &Path) -> anyhow::Result<L
     }
     args.push(role.name().into());
     Ok(Launch {
-        fingerprint: super::process::fingerprint(&program),
+        fingerprint: expected_fingerprint(Kind::Role(role)),
         program,
         args,
         cwd: data_dir.to_path_buf(),

@@ -183,7 +183,7 @@ pub struct PrivateStack {
 impl PrivateStack {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let ports: Vec<u16> = (0..9).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..10).map(|_| free_port()).collect();
         let env = vec![
             ("SPINDLE_HOME".to_owned(), dir.path().display().to_string()),
             (
@@ -226,6 +226,10 @@ impl PrivateStack {
             (
                 "SPINDLE__PROCESSOR__HEALTH_LISTEN".to_owned(),
                 format!("127.0.0.1:{}", ports[8]),
+            ),
+            (
+                "SPINDLE__SINK__HEALTH_LISTEN".to_owned(),
+                format!("127.0.0.1:{}", ports[9]),
             ),
         ];
         let config = config(&env);
