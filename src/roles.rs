@@ -43,6 +43,9 @@ pub async fn processor(config: &Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let consumer: StreamConsumer = clients::kafka_config(&config.kafka)
         .set("group.id", "spindle-processor")
+        // A crashed member's partitions move after this long (librdkafka's default is 45 s).
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "3000")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()
@@ -51,10 +54,11 @@ pub async fn processor(config: &Config) -> anyhow::Result<()> {
         .subscribe(&[spindle_schemas::topics::SPANS_RAW.name])
         .context("cannot subscribe to `spans.raw`")?;
     let producer = durable_producer(config)?;
+    let redis = redis_manager(config).await?;
     let health = serve_health(
         config,
         config.processor.health_listen,
-        vec![Dependency::Kafka],
+        vec![Dependency::Kafka, Dependency::Redis],
         shutdown.clone(),
     )
     .await?;
@@ -63,6 +67,7 @@ pub async fn processor(config: &Config) -> anyhow::Result<()> {
         config.processor.clone(),
         consumer,
         producer,
+        redis,
         spindle_schemas::prices::PriceTable::embedded(),
         shutdown,
     )
@@ -77,6 +82,8 @@ pub async fn sink(config: &Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let consumer: StreamConsumer = clients::kafka_config(&config.kafka)
         .set("group.id", "spindle-sink")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "3000")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()

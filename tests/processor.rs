@@ -272,3 +272,101 @@ async fn otlp_in_rows_in_clickhouse() {
         .expect("usage");
     assert_eq!((spans, cost.as_str()), (1, "0.00575"));
 }
+
+fn trace_request(spans: &[(u64, u64)], now: u64) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let spans = spans
+        .iter()
+        .map(|(id, parent)| Span {
+            trace_id: vec![0x7e; 16],
+            span_id: id.to_be_bytes().to_vec(),
+            parent_span_id: if *parent == 0 {
+                vec![]
+            } else {
+                parent.to_be_bytes().to_vec()
+            },
+            name: format!("step {id}"),
+            start_time_unix_nano: now - 2_000_000_000,
+            end_time_unix_nano: now - 1_000_000_000,
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// A trace's children, then a processor crash, then its root: `trace.completed` still counts
+/// every span, because the open-trace table lives in Redis, not in the process.
+#[tokio::test(flavor = "multi_thread")]
+async fn trace_completion_survives_a_processor_restart() {
+    use spindle_schemas::trace_events::{TraceEvent, TraceEventKind};
+    let stack = support::PrivateStack::with(&[
+        ("SPINDLE__PROCESSOR__TRACE_QUIET_MS", "1500"),
+        ("SPINDLE__PROCESSOR__COMPLETION_CHECK_MS", "300"),
+    ]);
+    stack.must(&["up"]);
+    let key = stack.dev_key();
+    let events = tail(&stack.config, spindle_schemas::topics::TRACES_EVENTS.name);
+    let url = format!("http://{}/v1/traces", stack.config.gateway.http_listen);
+    let post = |body: Vec<u8>| {
+        let key = key.clone();
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/x-protobuf")
+                .header("x-api-key", key)
+                .body(body)
+                .send()
+                .await
+                .expect("gateway answers")
+                .status()
+                .as_u16()
+        }
+    };
+    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).expect("time");
+    assert_eq!(
+        post(trace_request(&[(2, 1), (3, 1), (4, 3)], now)).await,
+        200
+    );
+    // Let the processor record the children, then crash it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack.kill9("processor");
+    stack.must(&["up"]);
+    assert_eq!(post(trace_request(&[(1, 0)], now)).await, 200);
+
+    let wanted = format!("default/{}", "7e".repeat(16));
+    let completed = tokio::task::spawn_blocking(move || {
+        // A restarted processor waits for the dead member's session (10 s) before it owns
+        // the partitions again. Other traces of the project (the `up` check) complete too.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut found = Vec::new();
+        while found.is_empty() && std::time::Instant::now() < deadline {
+            found = collect(&events, "default", 1, Duration::from_secs(1))
+                .into_iter()
+                .filter(|m| m.key() == Some(wanted.as_bytes()))
+                .collect();
+        }
+        found
+    })
+    .await
+    .expect("collector");
+    assert_eq!(completed.len(), 1, "one completion event for the trace");
+    let event = TraceEvent::decode(completed[0].payload().unwrap_or_default()).expect("decodes");
+    assert_eq!(event.kind(), TraceEventKind::Completed);
+    assert_eq!(event.trace_id, "7e".repeat(16));
+    assert_eq!(
+        event.span_count, 4,
+        "children before the crash and the root after it"
+    );
+    assert!(event.root_seen);
+}

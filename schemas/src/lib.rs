@@ -11,3 +11,4 @@ pub mod platform;
 pub mod prices;
 pub mod raw;
 pub mod topics;
+pub mod trace_events;

@@ -6,6 +6,10 @@
 //! acknowledged are the batch's offsets committed. If a produce fails, the consumer seeks back
 //! to the batch's first offsets and does it again; the copies this may leave on
 //! `spans.enriched` are absorbed by the sink, which writes each span once.
+//!
+//! Before committing, the batch's traces are recorded in the open-trace table in Redis
+//! ([`completion`](super::completion)); every `completion_check_ms` the traces of the owned
+//! partitions that are due get a `trace.completed` event on `traces.events`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,12 +20,15 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
+use redis::aio::ConnectionManager;
 use serde::Deserialize;
 use spindle_schemas::prices::PriceTable;
 use spindle_schemas::raw::{RAW_SPAN_BATCH_VERSION, RawSpanBatch};
-use spindle_schemas::topics::{SPANS_DLQ, SPANS_ENRICHED, SPANS_RAW};
+use spindle_schemas::topics::{SPANS_DLQ, SPANS_ENRICHED, SPANS_RAW, TRACES_EVENTS};
+use spindle_schemas::trace_events::{TRACE_EVENT_VERSION, TraceEvent, TraceEventKind};
 use tokio_util::sync::CancellationToken;
 
+use super::completion::{self, OpenTrace};
 use super::normalize::{NormalizeConfig, normalize_with};
 
 /// Settings of `spindle processor` (section `[processor]`).
@@ -38,6 +45,12 @@ pub struct ProcessorConfig {
     pub batch_max_wait_ms: u64,
     /// How long a produce may take before the batch is retried.
     pub produce_timeout_ms: u64,
+    /// A trace whose root span was seen completes after this long without a new span…
+    pub trace_quiet_ms: u64,
+    /// …and any trace completes once it has been open this long.
+    pub trace_max_age_ms: u64,
+    /// How often open traces are checked for completion.
+    pub completion_check_ms: u64,
 }
 
 /// Why the processor stopped.
@@ -49,7 +62,8 @@ pub enum ProcessorError {
 
 /// What one record became.
 enum Outcome {
-    Enriched(Vec<(String, Vec<u8>)>),
+    /// Enriched records, and the span count and root flag for trace completion.
+    Enriched(Vec<(String, Vec<u8>)>, u64, bool),
     Poison(String),
 }
 
@@ -65,6 +79,7 @@ fn process(payload: &[u8], prices: &PriceTable, config: &NormalizeConfig) -> Out
             batch.version
         ));
     }
+    let root_seen = batch.spans.iter().any(|s| s.parent_span_id.is_empty());
     Outcome::Enriched(
         batch
             .spans
@@ -74,6 +89,8 @@ fn process(payload: &[u8], prices: &PriceTable, config: &NormalizeConfig) -> Out
                 (enriched.key(), enriched.encode_to_vec())
             })
             .collect(),
+        batch.spans.len() as u64,
+        root_seen,
     )
 }
 
@@ -83,6 +100,7 @@ pub async fn run(
     config: ProcessorConfig,
     consumer: StreamConsumer,
     producer: FutureProducer,
+    mut redis: ConnectionManager,
     prices: &PriceTable,
     shutdown: CancellationToken,
 ) -> Result<(), ProcessorError> {
@@ -90,13 +108,25 @@ pub async fn run(
         max_message_bytes: config.max_message_bytes,
     };
     let timeout = Duration::from_millis(config.produce_timeout_ms);
+    let mut last_check = tokio::time::Instant::now();
     while !shutdown.is_cancelled() {
+        if last_check.elapsed() >= Duration::from_millis(config.completion_check_ms) {
+            last_check = tokio::time::Instant::now();
+            if let Err(e) = complete_due(&config, &consumer, &producer, &mut redis, timeout).await {
+                tracing::warn!(error = %e, "trace completion check failed; retrying on the next tick");
+            }
+        }
         let batch = next_batch(&consumer, &config, &shutdown).await;
         if batch.is_empty() {
             continue;
         }
         loop {
-            match produce_batch(&batch, &producer, prices, &normalize, timeout).await {
+            let produced = produce_batch(&batch, &producer, prices, &normalize, timeout).await;
+            let tracked = match produced {
+                Ok(seen) => track(&mut redis, &seen).await,
+                Err(e) => Err(e),
+            };
+            match tracked {
                 Ok(()) => break,
                 Err(reason) => {
                     tracing::warn!(%reason, records = batch.len(), "batch not acknowledged; retrying it");
@@ -139,20 +169,26 @@ async fn next_batch(
     batch
 }
 
+/// Spans seen per trace in a batch: partition, record key, spans, root seen.
+type Seen = Vec<(i32, String, u64, bool)>;
+
 async fn produce_batch(
     batch: &[OwnedMessage],
     producer: &FutureProducer,
     prices: &PriceTable,
     normalize: &NormalizeConfig,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<Seen, String> {
+    let mut seen = Vec::new();
     let mut sends = Vec::new();
     let mut spans = 0_u64;
     let mut poison = 0_u64;
     for message in batch {
         match process(message.payload().unwrap_or_default(), prices, normalize) {
-            Outcome::Enriched(records) => {
+            Outcome::Enriched(records, count, root_seen) => {
                 spans += records.len() as u64;
+                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+                seen.push((message.partition(), key, count, root_seen));
                 for (key, payload) in records {
                     sends.push(send(
                         producer,
@@ -200,7 +236,115 @@ async fn produce_batch(
     }
     metrics::counter!("spindle_processor_spans_total").increment(spans);
     metrics::counter!("spindle_processor_dead_letters_total").increment(poison);
+    Ok(seen)
+}
+
+/// Records the batch's traces in the open-trace table (before the offsets are committed, so a
+/// restart never forgets a trace whose spans it will not read again).
+async fn track(redis: &mut ConnectionManager, seen: &Seen) -> Result<(), String> {
+    if seen.is_empty() {
+        return Ok(());
+    }
+    let now = now_nanos();
+    let mut merged: BTreeMap<(i32, String), OpenTrace> = BTreeMap::new();
+    let mut lookup = redis::pipe();
+    for (partition, key, _, _) in seen {
+        lookup.hget(completion::redis_key(*partition), key);
+    }
+    let stored: Vec<Option<String>> = lookup
+        .query_async(redis)
+        .await
+        .map_err(|e| format!("redis: {e}"))?;
+    for ((partition, key, spans, root), stored) in seen.iter().zip(stored) {
+        let entry = merged.entry((*partition, key.clone())).or_insert_with(|| {
+            stored
+                .as_deref()
+                .and_then(OpenTrace::decode)
+                .unwrap_or(OpenTrace {
+                    first_seen_ns: now,
+                    last_seen_ns: now,
+                    root_seen: false,
+                    spans: 0,
+                })
+        });
+        *entry = entry.merge(now, *spans, *root);
+    }
+    let mut write = redis::pipe();
+    write.atomic();
+    for ((partition, key), open) in &merged {
+        write.hset(completion::redis_key(*partition), key, open.encode());
+    }
+    write
+        .query_async::<()>(redis)
+        .await
+        .map_err(|e| format!("redis: {e}"))
+}
+
+/// Emits `trace.completed` for the due traces of the partitions this consumer owns, then
+/// forgets them.
+async fn complete_due(
+    config: &ProcessorConfig,
+    consumer: &StreamConsumer,
+    producer: &FutureProducer,
+    redis: &mut ConnectionManager,
+    timeout: Duration,
+) -> Result<(), String> {
+    let assignment = consumer.assignment().map_err(|e| e.to_string())?;
+    let quiet = Duration::from_millis(config.trace_quiet_ms);
+    let max_age = Duration::from_millis(config.trace_max_age_ms);
+    for element in assignment.elements_for_topic(SPANS_RAW.name) {
+        let hash = completion::redis_key(element.partition());
+        let open: BTreeMap<String, String> = redis::AsyncCommands::hgetall(redis, &hash)
+            .await
+            .map_err(|e| format!("redis: {e}"))?;
+        let now = now_nanos();
+        let due: Vec<(String, OpenTrace)> = open
+            .into_iter()
+            .filter_map(|(key, value)| OpenTrace::decode(&value).map(|t| (key, t)))
+            .filter(|(_, t)| t.is_due(now, quiet, max_age))
+            .collect();
+        if due.is_empty() {
+            continue;
+        }
+        let sends = due.iter().map(|(key, trace)| {
+            let (project_id, trace_id) = key.split_once('/').unwrap_or((key.as_str(), ""));
+            let event = TraceEvent {
+                version: TRACE_EVENT_VERSION,
+                kind: TraceEventKind::Completed as i32,
+                project_id: project_id.to_owned(),
+                trace_id: trace_id.to_owned(),
+                span_count: trace.spans,
+                root_seen: trace.root_seen,
+                at_unix_nano: now,
+            };
+            send(
+                producer,
+                TRACES_EVENTS.name,
+                key.clone().into_bytes(),
+                event.encode_to_vec(),
+                None,
+                timeout,
+            )
+        });
+        let results = futures::future::join_all(sends).await;
+        if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+            return Err(e);
+        }
+        let mut forget = redis::pipe();
+        for (key, _) in &due {
+            forget.hdel(&hash, key);
+        }
+        forget
+            .query_async::<()>(redis)
+            .await
+            .map_err(|e| format!("redis: {e}"))?;
+        metrics::counter!("spindle_processor_traces_completed_total").increment(due.len() as u64);
+    }
     Ok(())
+}
+
+fn now_nanos() -> u64 {
+    u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(0)
 }
 
 async fn send(
@@ -276,10 +420,12 @@ mod tests {
             ],
             ..Default::default()
         };
-        let Outcome::Enriched(records) = process(&batch.encode_to_vec(), prices, &config) else {
+        let Outcome::Enriched(records, spans, root) =
+            process(&batch.encode_to_vec(), prices, &config)
+        else {
             panic!("a valid batch is enriched");
         };
-        assert_eq!(records.len(), 2);
+        assert_eq!((records.len(), spans, root), (2, 2, true));
         assert_eq!(records[0].0, format!("p/{}", "ab".repeat(16)));
     }
 }
