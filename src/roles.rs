@@ -101,9 +101,28 @@ pub async fn sink(config: &Config) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
-    tracing::info!("sink consuming `spans.enriched`");
+    let events: StreamConsumer = clients::kafka_config(&config.kafka)
+        .set("group.id", "spindle-sink-persisted")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "3000")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .context("cannot create the Kafka consumer")?;
+    events
+        .subscribe(&[spindle_schemas::topics::TRACES_EVENTS.name])
+        .context("cannot subscribe to `traces.events`")?;
+    tracing::info!("sink consuming `spans.enriched` and `traces.events`");
+    let persisted = tokio::spawn(spindle_pipeline::sink::persisted::run(
+        events,
+        dlq.clone(),
+        clickhouse.clone(),
+        Duration::from_millis(config.sink.persisted_check_ms),
+        shutdown.clone(),
+    ));
     spindle_pipeline::sink::stream::run(config.sink.clone(), consumer, dlq, clickhouse, shutdown)
         .await?;
+    persisted.await??;
     health.await??;
     tracing::info!("sink stopped");
     Ok(())

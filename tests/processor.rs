@@ -316,6 +316,7 @@ async fn trace_completion_survives_a_processor_restart() {
     stack.must(&["up"]);
     let key = stack.dev_key();
     let events = tail(&stack.config, spindle_schemas::topics::TRACES_EVENTS.name);
+    let events_after = tail(&stack.config, spindle_schemas::topics::TRACES_EVENTS.name);
     let url = format!("http://{}/v1/traces", stack.config.gateway.http_listen);
     let post = |body: Vec<u8>| {
         let key = key.clone();
@@ -369,4 +370,33 @@ async fn trace_completion_survives_a_processor_restart() {
         "children before the crash and the root after it"
     );
     assert!(event.root_seen);
+
+    // The sink answers with `trace.persisted` once all four spans are in ClickHouse.
+    let persisted = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            for message in collect(&events_after, "default", 1, Duration::from_secs(1)) {
+                let Ok(event) = TraceEvent::decode(message.payload().unwrap_or_default()) else {
+                    continue;
+                };
+                if event.trace_id == "7e".repeat(16) && event.kind() == TraceEventKind::Persisted {
+                    return Some(event);
+                }
+            }
+        }
+        None
+    })
+    .await
+    .expect("collector")
+    .expect("a trace.persisted event");
+    assert_eq!(persisted.span_count, 4);
+    let db = spindle::clients::clickhouse(&stack.config.clickhouse)
+        .with_database(&stack.config.clickhouse.database);
+    let stored: u64 = db
+        .query("SELECT count() FROM spans FINAL WHERE project_id = 'default' AND trace_id = ?")
+        .bind("7e".repeat(16))
+        .fetch_one()
+        .await
+        .expect("count");
+    assert_eq!(stored, 4, "persisted means every span is queryable");
 }

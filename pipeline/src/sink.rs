@@ -6,8 +6,10 @@
 //! [`row`] is the canonical ↔ row conversion, [`plan`] the protocol as pure functions, and
 //! [`store`] the thin IO around them: one lookup of the stored rows, one `INSERT` with the
 //! caller's insert deduplication token. [`stream`] is the consumer loop around them: it batches
-//! records, commits offsets after the insert and routes rejected records to `spans.dlq`.
+//! records, commits offsets after the insert and routes rejected records to `spans.dlq`;
+//! [`persisted`] answers `trace.completed` with `trace.persisted` once every span is stored.
 
+pub mod persisted;
 pub mod plan;
 pub mod row;
 pub mod store;

@@ -3,8 +3,9 @@
 //! A trace is complete when its root span has been seen and no span arrived for `quiet`, or
 //! when it has been open for `max_age` whatever its root. The open-trace table lives in Redis,
 //! one hash per `spans.raw` partition (`spindle:open_traces:<partition>`, field = record key),
-//! so it survives processor restarts and moves with partitions on rebalance; this module is
-//! the pure part: the entry, its merge and its due test.
+//! so it survives processor restarts and moves with partitions on rebalance; span ids go to a
+//! set per trace, so a redelivered batch never inflates the count. This module is the pure
+//! part: the entry, its merge and its due test.
 
 use std::time::Duration;
 
@@ -75,6 +76,11 @@ impl OpenTrace {
             spans,
         })
     }
+}
+
+/// The Redis set of a trace's span ids (hex), so redelivered spans are counted once.
+pub fn spans_key(record_key: &str) -> String {
+    format!("spindle:open_trace_spans:{record_key}")
 }
 
 /// The Redis hash of open traces of one `spans.raw` partition.

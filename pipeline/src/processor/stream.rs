@@ -62,8 +62,8 @@ pub enum ProcessorError {
 
 /// What one record became.
 enum Outcome {
-    /// Enriched records, and the span count and root flag for trace completion.
-    Enriched(Vec<(String, Vec<u8>)>, u64, bool),
+    /// Enriched records, and the span ids and root flag for trace completion.
+    Enriched(Vec<(String, Vec<u8>)>, Vec<String>, bool),
     Poison(String),
 }
 
@@ -89,7 +89,11 @@ fn process(payload: &[u8], prices: &PriceTable, config: &NormalizeConfig) -> Out
                 (enriched.key(), enriched.encode_to_vec())
             })
             .collect(),
-        batch.spans.len() as u64,
+        batch
+            .spans
+            .iter()
+            .map(|s| hex::encode(&s.span_id))
+            .collect(),
         root_seen,
     )
 }
@@ -170,7 +174,7 @@ async fn next_batch(
 }
 
 /// Spans seen per trace in a batch: partition, record key, spans, root seen.
-type Seen = Vec<(i32, String, u64, bool)>;
+type Seen = Vec<(i32, String, Vec<String>, bool)>;
 
 async fn produce_batch(
     batch: &[OwnedMessage],
@@ -185,10 +189,10 @@ async fn produce_batch(
     let mut poison = 0_u64;
     for message in batch {
         match process(message.payload().unwrap_or_default(), prices, normalize) {
-            Outcome::Enriched(records, count, root_seen) => {
+            Outcome::Enriched(records, span_ids, root_seen) => {
                 spans += records.len() as u64;
                 let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-                seen.push((message.partition(), key, count, root_seen));
+                seen.push((message.partition(), key, span_ids, root_seen));
                 for (key, payload) in records {
                     sends.push(send(
                         producer,
@@ -255,7 +259,7 @@ async fn track(redis: &mut ConnectionManager, seen: &Seen) -> Result<(), String>
         .query_async(redis)
         .await
         .map_err(|e| format!("redis: {e}"))?;
-    for ((partition, key, spans, root), stored) in seen.iter().zip(stored) {
+    for ((partition, key, span_ids, root), stored) in seen.iter().zip(stored) {
         let entry = merged.entry((*partition, key.clone())).or_insert_with(|| {
             stored
                 .as_deref()
@@ -267,10 +271,16 @@ async fn track(redis: &mut ConnectionManager, seen: &Seen) -> Result<(), String>
                     spans: 0,
                 })
         });
-        *entry = entry.merge(now, *spans, *root);
+        *entry = entry.merge(now, span_ids.len() as u64, *root);
     }
     let mut write = redis::pipe();
     write.atomic();
+    // Span ids go to a set: a redelivered batch adds nothing, so the count stays exact.
+    for (_, key, span_ids, _) in seen {
+        if !span_ids.is_empty() {
+            write.sadd(completion::spans_key(key), span_ids);
+        }
+    }
     for ((partition, key), open) in &merged {
         write.hset(completion::redis_key(*partition), key, open.encode());
     }
@@ -306,14 +316,22 @@ async fn complete_due(
         if due.is_empty() {
             continue;
         }
-        let sends = due.iter().map(|(key, trace)| {
+        let mut count = redis::pipe();
+        for (key, _) in &due {
+            count.scard(completion::spans_key(key));
+        }
+        let counts: Vec<u64> = count
+            .query_async(redis)
+            .await
+            .map_err(|e| format!("redis: {e}"))?;
+        let sends = due.iter().zip(&counts).map(|((key, trace), spans)| {
             let (project_id, trace_id) = key.split_once('/').unwrap_or((key.as_str(), ""));
             let event = TraceEvent {
                 version: TRACE_EVENT_VERSION,
                 kind: TraceEventKind::Completed as i32,
                 project_id: project_id.to_owned(),
                 trace_id: trace_id.to_owned(),
-                span_count: trace.spans,
+                span_count: *spans,
                 root_seen: trace.root_seen,
                 at_unix_nano: now,
             };
@@ -332,7 +350,7 @@ async fn complete_due(
         }
         let mut forget = redis::pipe();
         for (key, _) in &due {
-            forget.hdel(&hash, key);
+            forget.hdel(&hash, key).del(completion::spans_key(key));
         }
         forget
             .query_async::<()>(redis)
@@ -425,7 +443,7 @@ mod tests {
         else {
             panic!("a valid batch is enriched");
         };
-        assert_eq!((records.len(), spans, root), (2, 2, true));
+        assert_eq!((records.len(), span_ids.len(), root), (2, 2, true));
         assert_eq!(records[0].0, format!("p/{}", "ab".repeat(16)));
     }
 }

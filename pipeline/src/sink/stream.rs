@@ -38,6 +38,8 @@ pub struct SinkConfig {
     pub batch_max_wait_ms: u64,
     /// Longest wait between retries of a failing batch.
     pub retry_max_backoff_ms: u64,
+    /// How often completed traces are checked for being fully stored.
+    pub persisted_check_ms: u64,
     /// How rows are written.
     pub store: StoreSettings,
 }

@@ -1,0 +1,166 @@
+//! `trace.persisted`: the sink's answer to `trace.completed`.
+//!
+//! For every `trace.completed` on `traces.events`, the sink checks how many of the trace's
+//! spans are live in `spans` and, once all `span_count` of them are, emits `trace.persisted`
+//! (same key). Offsets are committed up to the oldest event still waiting, so a restart
+//! re-reads exactly the unanswered ones; answering twice is harmless.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use prost::Message as _;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use spindle_schemas::topics::TRACES_EVENTS;
+use spindle_schemas::trace_events::{TRACE_EVENT_VERSION, TraceEvent, TraceEventKind};
+use tokio_util::sync::CancellationToken;
+
+/// Consumes `traces.events` (subscribed, auto-commit off) until `shutdown` is cancelled.
+pub async fn run(
+    consumer: StreamConsumer,
+    producer: FutureProducer,
+    clickhouse: clickhouse::Client,
+    check_every: Duration,
+    shutdown: CancellationToken,
+) -> Result<(), rdkafka::error::KafkaError> {
+    // Completed events waiting for their spans, by (partition, offset).
+    let mut waiting: BTreeMap<(i32, i64), TraceEvent> = BTreeMap::new();
+    // The next offset to commit per partition when nothing before it waits.
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut last_check = tokio::time::Instant::now();
+    while !shutdown.is_cancelled() {
+        let received = tokio::select! {
+            () = shutdown.cancelled() => break,
+            received = tokio::time::timeout(check_every, consumer.recv()) => received,
+        };
+        if let Ok(received) = received {
+            match received {
+                Ok(message) => {
+                    next.insert(message.partition(), message.offset() + 1);
+                    if let Ok(event) = TraceEvent::decode(message.payload().unwrap_or_default())
+                        && event.kind() == TraceEventKind::Completed
+                    {
+                        waiting.insert((message.partition(), message.offset()), event);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read `traces.events`; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        if last_check.elapsed() < check_every || waiting.is_empty() {
+            commit(&consumer, &waiting, &next)?;
+            continue;
+        }
+        last_check = tokio::time::Instant::now();
+        match persisted(&clickhouse, &waiting).await {
+            Ok(done) => {
+                for slot in done {
+                    if let Some(event) = waiting.get(&slot)
+                        && answer(&producer, event).await
+                    {
+                        waiting.remove(&slot);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot count stored spans; retrying"),
+        }
+        commit(&consumer, &waiting, &next)?;
+    }
+    Ok(())
+}
+
+/// The waiting events whose spans are all live in ClickHouse.
+async fn persisted(
+    clickhouse: &clickhouse::Client,
+    waiting: &BTreeMap<(i32, i64), TraceEvent>,
+) -> Result<Vec<(i32, i64)>, clickhouse::error::Error> {
+    let mut by_project: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for event in waiting.values() {
+        by_project
+            .entry(&event.project_id)
+            .or_default()
+            .insert(&event.trace_id);
+    }
+    let mut stored: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for (project, traces) in by_project {
+        let traces: Vec<&str> = traces.into_iter().collect();
+        let counts: Vec<(String, u64)> = clickhouse
+            .query(
+                "SELECT trace_id, count() FROM spans FINAL \
+                 WHERE project_id = ? AND trace_id IN ? GROUP BY trace_id",
+            )
+            .bind(project)
+            .bind(traces)
+            .fetch_all()
+            .await?;
+        for (trace, count) in counts {
+            stored.insert((project.to_owned(), trace), count);
+        }
+    }
+    Ok(waiting
+        .iter()
+        .filter(|(_, e)| {
+            stored
+                .get(&(e.project_id.clone(), e.trace_id.clone()))
+                .is_some_and(|count| *count >= e.span_count)
+        })
+        .map(|(slot, _)| *slot)
+        .collect())
+}
+
+async fn answer(producer: &FutureProducer, completed: &TraceEvent) -> bool {
+    let event = TraceEvent {
+        version: TRACE_EVENT_VERSION,
+        kind: TraceEventKind::Persisted as i32,
+        at_unix_nano: u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos())
+            .unwrap_or(0),
+        ..completed.clone()
+    };
+    let key = event.key();
+    let payload = event.encode_to_vec();
+    match producer
+        .send(
+            FutureRecord::to(TRACES_EVENTS.name)
+                .key(&key)
+                .payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+    {
+        Ok(_) => {
+            metrics::counter!("spindle_sink_traces_persisted_total").increment(1);
+            true
+        }
+        Err((e, _)) => {
+            tracing::warn!(error = %e, trace = %key, "cannot emit `trace.persisted`; retrying");
+            false
+        }
+    }
+}
+
+/// Commits, per partition, the oldest waiting offset (or everything read when none waits).
+fn commit(
+    consumer: &StreamConsumer,
+    waiting: &BTreeMap<(i32, i64), TraceEvent>,
+    next: &BTreeMap<i32, i64>,
+) -> Result<(), rdkafka::error::KafkaError> {
+    if next.is_empty() {
+        return Ok(());
+    }
+    let mut list = TopicPartitionList::new();
+    for (partition, read) in next {
+        let oldest = waiting
+            .range((*partition, i64::MIN)..=(*partition, i64::MAX))
+            .next()
+            .map(|((_, offset), _)| *offset);
+        list.add_partition_offset(
+            TRACES_EVENTS.name,
+            *partition,
+            Offset::Offset(oldest.unwrap_or(*read)),
+        )?;
+    }
+    consumer.commit(&list, CommitMode::Async)
+}
