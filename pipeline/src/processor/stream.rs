@@ -438,7 +438,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let Outcome::Enriched(records, spans, root) =
+        let Outcome::Enriched(records, span_ids, root) =
             process(&batch.encode_to_vec(), prices, &config)
         else {
             panic!("a valid batch is enriched");
