@@ -58,6 +58,19 @@ enum Command {
         #[command(subcommand)]
         action: EntitlementsAction,
     },
+    /// Re-feed archived requests from S3 into `spans.raw`; the pipeline absorbs the copies, so
+    /// totals never double. Whole UTC hours touching the range are replayed.
+    Replay {
+        /// Start, RFC 3339 (`2026-11-27T08:00:00Z`).
+        #[arg(long, value_parser = parse_rfc3339)]
+        since: time::OffsetDateTime,
+        /// End, RFC 3339; default now.
+        #[arg(long, value_parser = parse_rfc3339)]
+        until: Option<time::OffsetDateTime>,
+        /// One project; default every project in the archive.
+        #[arg(long)]
+        project: Option<String>,
+    },
     /// Measure a running stack (release build recommended: `just bench`).
     Bench {
         #[command(subcommand)]
@@ -130,6 +143,11 @@ enum EntitlementsAction {
         #[arg(long)]
         monthly_spans: u64,
     },
+}
+
+fn parse_rfc3339(s: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("expected an RFC 3339 time such as `2026-11-27T08:00:00Z`: {e}"))
 }
 
 fn parse_scope(s: &str) -> Result<ApiKeyScope, String> {
@@ -209,6 +227,21 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { action } => keys(&config, action).await,
+        Command::Replay {
+            since,
+            until,
+            project,
+        } => {
+            replay(
+                &config,
+                spindle_pipeline::replay::ReplayRange {
+                    since,
+                    until,
+                    project,
+                },
+            )
+            .await
+        }
         Command::Bench {
             target:
                 BenchTarget::Gateway {
@@ -322,6 +355,41 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<ExitCode> {
             warn_unprojected(done.projected)?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn replay(
+    config: &Config,
+    range: spindle_pipeline::replay::ReplayRange,
+) -> anyhow::Result<ExitCode> {
+    let mut producer = crate::clients::kafka_config(&config.kafka);
+    for (key, value) in spindle_pipeline::gateway::producer_settings(&config.gateway) {
+        producer.set(key, value);
+    }
+    let producer: rdkafka::producer::FutureProducer = producer
+        .create()
+        .context("cannot create the Kafka producer")?;
+    let s3 = crate::clients::s3(&config.s3);
+    let report = spindle_pipeline::replay::replay(&s3, &config.s3.bucket, &producer, range, |p| {
+        eprintln!(
+            "hour {}/{} `{}`: {} requests, {} spans so far",
+            p.hours_done + 1,
+            p.hours_total,
+            p.key,
+            p.replayed.requests,
+            p.replayed.spans
+        );
+    })
+    .await
+    .context("replay stopped")?;
+    writeln!(
+        std::io::stdout().lock(),
+        "replayed {} objects: {} requests, {} spans, {} records to `spans.raw`",
+        report.objects,
+        report.requests,
+        report.spans,
+        report.records
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -117,7 +117,8 @@ async fn kill_9_of_processor_and_sink_loses_nothing_and_counts_nothing_twice() {
             .fetch_one()
             .await
             .expect("count");
-        if stored >= expected_spans as u64 || started.elapsed() > Duration::from_secs(120) {
+        // Generous: CI runs this beside every other test on two cores.
+        if stored >= expected_spans as u64 || started.elapsed() > Duration::from_secs(300) {
             break stored;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

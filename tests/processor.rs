@@ -233,7 +233,15 @@ async fn otlp_in_rows_in_clickhouse() {
             .fetch_all()
             .await
             .expect("select");
-        if !rows.is_empty() || started.elapsed() > Duration::from_secs(45) {
+        // The summaries are written by materialized views right after the `spans` part, in
+        // the same insert but not atomically with it: wait for both.
+        let summarized: u64 = db
+            .query("SELECT count() FROM traces WHERE project_id = ?")
+            .bind(&project)
+            .fetch_one()
+            .await
+            .expect("traces");
+        if (!rows.is_empty() && summarized > 0) || started.elapsed() > Duration::from_secs(45) {
             break rows;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -12,13 +12,13 @@
 //! them, which the sink's deduplication absorbs. The gateway never reads ClickHouse.
 
 mod archive;
-mod batch;
+pub(crate) mod batch;
 mod error;
 mod grpc;
 mod http;
 mod json;
-mod validate;
-mod wire;
+pub(crate) mod validate;
+pub(crate) mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
