@@ -43,9 +43,6 @@ pub async fn processor(config: &Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let consumer: StreamConsumer = clients::kafka_config(&config.kafka)
         .set("group.id", "spindle-processor")
-        // A crashed member's partitions move after this long (librdkafka's default is 45 s).
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "3000")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()
@@ -82,8 +79,6 @@ pub async fn sink(config: &Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let consumer: StreamConsumer = clients::kafka_config(&config.kafka)
         .set("group.id", "spindle-sink")
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "3000")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()
@@ -103,8 +98,6 @@ pub async fn sink(config: &Config) -> anyhow::Result<()> {
     .await?;
     let events: StreamConsumer = clients::kafka_config(&config.kafka)
         .set("group.id", "spindle-sink-persisted")
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "3000")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()

@@ -124,8 +124,10 @@ async fn kill_9_of_processor_and_sink_loses_nothing_and_counts_nothing_twice() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     assert_eq!(
-        stored, expected_spans as u64,
-        "every acknowledged span is stored"
+        stored,
+        expected_spans as u64,
+        "every acknowledged span is stored\n{}",
+        stack.logs()
     );
     // Give a late duplicate the chance to show up before checking it did not.
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -355,9 +355,9 @@ async fn trace_completion_survives_a_processor_restart() {
 
     let wanted = format!("default/{}", "7e".repeat(16));
     let completed = tokio::task::spawn_blocking(move || {
-        // A restarted processor waits for the dead member's session (10 s) before it owns
+        // A restarted processor waits for the dead member's session (45 s) before it owns
         // the partitions again. Other traces of the project (the `up` check) complete too.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
         let mut found = Vec::new();
         while found.is_empty() && std::time::Instant::now() < deadline {
             found = collect(&events, "default", 1, Duration::from_secs(1))

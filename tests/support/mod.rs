@@ -308,6 +308,25 @@ impl PrivateStack {
             .to_owned()
     }
 
+    /// The last lines of each service's log, for a failing test's output.
+    pub fn logs(&self) -> String {
+        let home = std::path::Path::new(&self.env[0].1).join("logs");
+        let mut out = String::new();
+        for name in ["kafka", "processor", "sink", "gateway", "clickhouse"] {
+            let text =
+                std::fs::read_to_string(home.join(format!("{name}.log"))).unwrap_or_default();
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.contains("TopicAlreadyExists"))
+                .collect();
+            out.push_str(&format!(
+                "--- {name}.log ---\n{}\n",
+                lines[lines.len().saturating_sub(25)..].join("\n")
+            ));
+        }
+        out
+    }
+
     /// SIGKILLs one service of this stack and returns once `status` sees it stopped.
     pub fn kill9(&self, service: &str) {
         let (state, pid) = self.state_of(service);
