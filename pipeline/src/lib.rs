@@ -9,6 +9,7 @@
 //! the gateway split them, so a new price table or processor version rebuilds the store.
 
 pub mod gateway;
+mod offsets;
 pub mod processor;
 pub mod replay;
 pub mod sink;

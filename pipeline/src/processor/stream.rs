@@ -16,10 +16,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use prost::Message as _;
+use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use redis::aio::ConnectionManager;
 use serde::Deserialize;
 use spindle_schemas::prices::PriceTable;
@@ -143,7 +143,7 @@ pub async fn run(
                 }
             }
         }
-        consumer.commit(&next_offsets(&batch)?, CommitMode::Async)?;
+        consumer.commit(&crate::offsets::next_offsets(&batch)?, CommitMode::Async)?;
     }
     Ok(())
 }
@@ -382,22 +382,6 @@ async fn send(
         .await
         .map(|_| ())
         .map_err(|(e, _)| format!("produce to `{topic}` failed: {e}"))
-}
-
-/// The offsets to commit after a batch: one past the last record of each partition.
-fn next_offsets(batch: &[OwnedMessage]) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
-    let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    for message in batch {
-        let entry = last
-            .entry((message.topic().to_owned(), message.partition()))
-            .or_insert(message.offset());
-        *entry = (*entry).max(message.offset());
-    }
-    let mut list = TopicPartitionList::new();
-    for ((topic, partition), offset) in last {
-        list.add_partition_offset(&topic, partition, Offset::Offset(offset + 1))?;
-    }
-    Ok(list)
 }
 
 #[cfg(test)]

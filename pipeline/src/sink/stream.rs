@@ -13,10 +13,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use prost::Message as _;
+use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Deserialize;
 use spindle_schemas::canonical::{ENRICHED_SPAN_VERSION, EnrichedSpan};
 use spindle_schemas::topics::SPANS_DLQ;
@@ -68,7 +68,7 @@ pub async fn run(
             // Shutting down mid-retry: nothing committed, the next owner redoes the batch.
             return Ok(());
         }
-        consumer.commit(&next_offsets(&batch)?, CommitMode::Async)?;
+        consumer.commit(&crate::offsets::next_offsets(&batch)?, CommitMode::Async)?;
     }
     Ok(())
 }
@@ -296,25 +296,10 @@ fn dedup_token(batch: &[OwnedMessage]) -> String {
         .join(",")
 }
 
-fn next_offsets(batch: &[OwnedMessage]) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
-    let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    for m in batch {
-        let entry = last
-            .entry((m.topic().to_owned(), m.partition()))
-            .or_insert(m.offset());
-        *entry = (*entry).max(m.offset());
-    }
-    let mut list = TopicPartitionList::new();
-    for ((topic, partition), offset) in last {
-        list.add_partition_offset(&topic, partition, Offset::Offset(offset + 1))?;
-    }
-    Ok(list)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rdkafka::Timestamp;
+    use rdkafka::{Offset, Timestamp};
 
     fn message(partition: i32, offset: i64) -> OwnedMessage {
         OwnedMessage::new(
@@ -335,7 +320,7 @@ mod tests {
             dedup_token(&batch),
             "spans.enriched:0:3-4,spans.enriched:1:7-9"
         );
-        let offsets = next_offsets(&batch).expect("offsets");
+        let offsets = crate::offsets::next_offsets(&batch).expect("offsets");
         let got: Vec<(i32, Offset)> = offsets
             .elements()
             .iter()
