@@ -7,34 +7,10 @@ use std::time::Duration;
 
 use prost::Message as _;
 use rdkafka::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Headers as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use spindle::config::Config;
 use spindle_schemas::canonical::EnrichedSpan;
-
-/// Reads a topic from its current end: what this test causes, nothing older.
-fn tail(config: &Config, topic: &str) -> BaseConsumer {
-    let consumer: BaseConsumer = spindle::clients::kafka_config(&config.kafka)
-        .set("group.id", support::unique("tail"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let mut assignment = rdkafka::TopicPartitionList::new();
-    for partition in 0..metadata.topics()[0].partitions().len() as i32 {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .expect("watermarks");
-        assignment
-            .add_partition_offset(topic, partition, rdkafka::Offset::Offset(high))
-            .expect("offset");
-    }
-    consumer.assign(&assignment).expect("assign");
-    consumer
-}
 
 /// Collects the messages of `project` until `count` arrived or `wait` passed.
 fn collect(
@@ -82,7 +58,7 @@ fn genai_request(now: u64) -> String {
 async fn otlp_in_enriched_records_out() {
     let config = support::stack();
     let (project, key) = support::project_with_key(&config).await;
-    let enriched = tail(&config, spindle_schemas::topics::SPANS_ENRICHED.name);
+    let enriched = support::tail(&config, spindle_schemas::topics::SPANS_ENRICHED.name);
     let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).expect("time");
     let response = reqwest::Client::new()
         .post(format!("http://{}/v1/traces", config.gateway.http_listen))
@@ -132,8 +108,8 @@ async fn otlp_in_enriched_records_out() {
 async fn poison_goes_to_the_dlq_and_the_partition_keeps_flowing() {
     let config = support::stack();
     let (project, key) = support::project_with_key(&config).await;
-    let dlq = tail(&config, spindle_schemas::topics::SPANS_DLQ.name);
-    let enriched = tail(&config, spindle_schemas::topics::SPANS_ENRICHED.name);
+    let dlq = support::tail(&config, spindle_schemas::topics::SPANS_DLQ.name);
+    let enriched = support::tail(&config, spindle_schemas::topics::SPANS_ENRICHED.name);
 
     // A record no processor can read, on the partition the next trace also uses.
     let producer: FutureProducer = spindle::clients::kafka_config(&config.kafka)
@@ -323,8 +299,8 @@ async fn trace_completion_survives_a_processor_restart() {
     ]);
     stack.must(&["up"]);
     let key = stack.dev_key();
-    let events = tail(&stack.config, spindle_schemas::topics::TRACES_EVENTS.name);
-    let events_after = tail(&stack.config, spindle_schemas::topics::TRACES_EVENTS.name);
+    let events = support::tail(&stack.config, spindle_schemas::topics::TRACES_EVENTS.name);
+    let events_after = support::tail(&stack.config, spindle_schemas::topics::TRACES_EVENTS.name);
     let url = format!("http://{}/v1/traces", stack.config.gateway.http_listen);
     let post = |body: Vec<u8>| {
         let key = key.clone();

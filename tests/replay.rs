@@ -151,29 +151,6 @@ async fn totals(db: &clickhouse::Client, project: &str) -> Totals {
     }
 }
 
-/// Reads a topic from its current end.
-fn tail(config: &Config, topic: &str) -> BaseConsumer {
-    let consumer: BaseConsumer = spindle::clients::kafka_config(&config.kafka)
-        .set("group.id", support::unique("tail"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let mut assignment = rdkafka::TopicPartitionList::new();
-    for partition in 0..metadata.topics()[0].partitions().len() as i32 {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .expect("watermarks");
-        assignment
-            .add_partition_offset(topic, partition, rdkafka::Offset::Offset(high))
-            .expect("offset");
-    }
-    consumer.assign(&assignment).expect("assign");
-    consumer
-}
-
 /// Waits for `count` records of `project` on `consumer`, then until the sink has committed past
 /// every one of them: the pipeline is done with what the replay produced.
 fn wait_for_sink(config: &Config, enriched: &BaseConsumer, project: &str, count: usize) {
@@ -239,7 +216,7 @@ async fn replay_and_settle(
 ) -> (ReplayReport, Vec<ReplayProgress>, Vec<(String, Vec<u8>)>) {
     let project = range.project.clone().expect("a project");
     let raw = support::RawTail::start(config);
-    let enriched = tail(config, spindle_schemas::topics::SPANS_ENRICHED.name);
+    let enriched = support::tail(config, spindle_schemas::topics::SPANS_ENRICHED.name);
     let (result, progress) = run_replay(config, range).await;
     let report = result.expect("replay succeeds");
     let config = config.clone();

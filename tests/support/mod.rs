@@ -79,6 +79,30 @@ pub async fn fresh_database(config: &Config) -> (clickhouse::Client, String) {
     (client.with_database(&name), name)
 }
 
+/// A consumer of `topic` from its current end: what a test causes, nothing older.
+pub fn tail(config: &Config, topic: &str) -> rdkafka::consumer::BaseConsumer {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::BaseConsumer = spindle::clients::kafka_config(&config.kafka)
+        .set("group.id", unique("tail"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(10))
+        .expect("metadata");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for partition in 0..metadata.topics()[0].partitions().len() as i32 {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, partition, std::time::Duration::from_secs(10))
+            .expect("watermarks");
+        assignment
+            .add_partition_offset(topic, partition, rdkafka::Offset::Offset(high))
+            .expect("offset");
+    }
+    consumer.assign(&assignment).expect("assign");
+    consumer
+}
+
 /// Reads `spans.raw` from the offsets it had when created: what a test produced, nothing older.
 pub struct RawTail {
     consumer: rdkafka::consumer::BaseConsumer,
@@ -86,29 +110,9 @@ pub struct RawTail {
 
 impl RawTail {
     pub fn start(config: &Config) -> Self {
-        use rdkafka::consumer::Consumer;
-        let consumer: rdkafka::consumer::BaseConsumer =
-            spindle::clients::kafka_config(&config.kafka)
-                .set("group.id", unique("tail"))
-                .set("enable.auto.commit", "false")
-                .create()
-                .expect("consumer");
-        let topic = spindle_schemas::topics::SPANS_RAW.name;
-        let metadata = consumer
-            .fetch_metadata(Some(topic), std::time::Duration::from_secs(10))
-            .expect("metadata");
-        let partitions = metadata.topics()[0].partitions().len() as i32;
-        let mut assignment = rdkafka::TopicPartitionList::new();
-        for partition in 0..partitions {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, partition, std::time::Duration::from_secs(10))
-                .expect("watermarks");
-            assignment
-                .add_partition_offset(topic, partition, rdkafka::Offset::Offset(high))
-                .expect("offset");
+        Self {
+            consumer: tail(config, spindle_schemas::topics::SPANS_RAW.name),
         }
-        consumer.assign(&assignment).expect("assign");
-        Self { consumer }
     }
 
     /// Collects records of `project_id` until `spans` spans arrived or `wait` passed.
