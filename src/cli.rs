@@ -71,6 +71,11 @@ enum Command {
         #[arg(long)]
         project: Option<String>,
     },
+    /// A project's own model prices, consulted before the built-in table.
+    Prices {
+        #[command(subcommand)]
+        action: PricesAction,
+    },
     /// Measure a running stack (release build recommended: `just bench`).
     Bench {
         #[command(subcommand)]
@@ -126,6 +131,29 @@ enum KeysAction {
     },
     /// Revoke a key by its prefix (`spk_<id>`, as `create` printed it).
     Revoke { prefix: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum PricesAction {
+    /// Replace the project's overrides with a price table (the shape of
+    /// `schemas/data/prices.json`); spans processed from then on use it, `spindle replay`
+    /// reprices older ones.
+    Set {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        project: String,
+        /// The table, a JSON file.
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
+    /// Remove the project's overrides: the built-in table applies again.
+    Clear {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        project: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -311,6 +339,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             warn_unprojected(done.projected)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Prices { action } => prices(&config, action).await,
         Command::Migrate { action } => migrate(&config, action).await,
         Command::Config { action } => {
             let mut stdout = std::io::stdout().lock();
@@ -322,6 +351,39 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Test { args } => test(&args),
     }
+}
+
+async fn prices(config: &Config, action: PricesAction) -> anyhow::Result<ExitCode> {
+    let (workspace, project, json) = match action {
+        PricesAction::Set {
+            workspace,
+            project,
+            file,
+        } => {
+            let json = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read `{}`", file.display()))?;
+            (workspace, project, Some(json))
+        }
+        PricesAction::Clear { workspace, project } => (workspace, project, None),
+    };
+    let done =
+        crate::platform_admin::set_price_overrides(config, &workspace, &project, json.as_deref())
+            .await?;
+    let mut stdout = std::io::stdout().lock();
+    match &done.value {
+        Some(table) => writeln!(
+            stdout,
+            "project `{project}`: price overrides `{}` with {} model prices",
+            table.version(),
+            table.models().len()
+        )?,
+        None => writeln!(
+            stdout,
+            "project `{project}`: price overrides removed; the built-in table applies"
+        )?,
+    }
+    warn_unprojected(done.projected)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<ExitCode> {

@@ -1,4 +1,5 @@
-//! Platform commands from the command line (`spindle keys …`, `spindle entitlements set`):
+//! Platform commands from the command line (`spindle keys …`, `spindle entitlements set`,
+//! `spindle prices …`):
 //! validated against the Redis projection, appended to `platform.events`, then awaited until
 //! the projector has applied them, so the caller can use the result at once.
 
@@ -10,6 +11,7 @@ use redis::aio::ConnectionManager;
 use spindle_platform::api_keys::IssuedKey;
 use spindle_platform::{events, keys, projection};
 use spindle_schemas::platform::{ApiKeyScope, PlatformEventBody};
+use spindle_schemas::prices::PriceTable;
 
 use crate::clients;
 use crate::config::Config;
@@ -136,6 +138,43 @@ pub async fn set_entitlements(
     let projected = wait_for(&mut redis, &target, version).await?;
     Ok(Done {
         value: (),
+        projected,
+    })
+}
+
+/// Sets (or with `None` removes) a project's price overrides: a price table of the embedded
+/// table's shape, validated here so only tables the processors can read are appended.
+pub async fn set_price_overrides(
+    config: &Config,
+    workspace_id: &str,
+    project_id: &str,
+    table: Option<&str>,
+) -> anyhow::Result<Done<Option<PriceTable>>> {
+    check_id("workspace", workspace_id)?;
+    check_id("project", project_id)?;
+    let parsed = table
+        .map(|json| -> anyhow::Result<(PriceTable, serde_json::Value)> {
+            let table = PriceTable::from_json(json).context("not a valid price table")?;
+            Ok((table, serde_json::from_str(json)?))
+        })
+        .transpose()?;
+    let mut redis = crate::roles::redis_manager(config).await?;
+    let target = keys::price_overrides(project_id);
+    let version = projection::current_version(&mut redis, &target).await? + 1;
+    let event = events::event(
+        "cli",
+        format!("price_overrides:{project_id}"),
+        version,
+        workspace_id,
+        project_id,
+        PlatformEventBody::PriceOverridesSet {
+            table: parsed.as_ref().map(|(_, json)| json.clone()),
+        },
+    );
+    events::append(&producer(config)?, &event).await?;
+    let projected = wait_for(&mut redis, &target, version).await?;
+    Ok(Done {
+        value: parsed.map(|(table, _)| table),
         projected,
     })
 }

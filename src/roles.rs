@@ -13,6 +13,9 @@ use crate::clients::{self, Dependency, Probes};
 use crate::config::Config;
 use crate::health::{self, Readiness};
 
+/// Projects whose price overrides one processor keeps cached.
+const PRICE_OVERRIDES_CACHED: usize = 10_000;
+
 /// `spindle gateway`: OTLP in, S3 + `spans.raw` out.
 pub async fn gateway(config: &Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
@@ -64,8 +67,15 @@ pub async fn processor(config: &Config) -> anyhow::Result<()> {
         config.processor.clone(),
         consumer,
         producer,
-        redis,
-        spindle_schemas::prices::PriceTable::embedded(),
+        redis.clone(),
+        spindle_pipeline::processor::stream::Prices {
+            embedded: spindle_schemas::prices::PriceTable::embedded(),
+            overrides: spindle_platform::price_overrides::PriceOverrides::new(
+                redis,
+                Duration::from_millis(config.processor.price_overrides_ttl_ms),
+                PRICE_OVERRIDES_CACHED,
+            ),
+        },
         shutdown,
     )
     .await?;

@@ -384,3 +384,169 @@ async fn trace_completion_survives_a_processor_restart() {
         .expect("count");
     assert_eq!(stored, 4, "persisted means every span is queryable");
 }
+
+/// `spindle prices set` gives a project its own prices: the next spans are priced with them
+/// (a model the built-in table does not know included), and `spindle prices clear` brings the
+/// built-in table back. Other projects never see them.
+#[tokio::test(flavor = "multi_thread")]
+async fn project_price_overrides_apply_to_new_spans() {
+    let config = support::stack();
+    let (project, key) = support::project_with_key(&config).await;
+    let (other, other_key) = support::project_with_key(&config).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = dir.path().join("prices.json");
+    std::fs::write(
+        &table,
+        r#"{"version": "acme-negotiated-1", "models": [
+            {"id": "gpt-4o", "provider": "openai", "input": "100", "cache_read": "50", "output": "200", "valid_from": "2024-01-01"},
+            {"id": "acme-tuned-1", "provider": "acme", "input": "1", "output": "2", "valid_from": "2024-01-01"}
+        ]}"#,
+    )
+    .expect("table written");
+    let set = |args: &[&str]| {
+        let output = support::run_spindle(args, &[]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let table_arg = table.to_str().expect("utf-8 path");
+    let said = set(&[
+        "prices",
+        "set",
+        "--workspace",
+        "default",
+        "--project",
+        &project,
+        "--file",
+        table_arg,
+    ]);
+    assert!(
+        said.contains("`acme-negotiated-1` with 2 model prices"),
+        "{said}"
+    );
+
+    // A table that does not parse is refused before anything is appended.
+    std::fs::write(
+        dir.path().join("bad.json"),
+        r#"{"version": "x", "models": [{"id": "m"}]}"#,
+    )
+    .expect("written");
+    let refused = support::run_spindle(
+        &[
+            "prices",
+            "set",
+            "--workspace",
+            "default",
+            "--project",
+            &project,
+            "--file",
+            dir.path().join("bad.json").to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("not a valid price table"), "{stderr}");
+
+    let send = |key: String, span_id: &'static str, model: &'static str| async move {
+        let now =
+            u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).expect("time");
+        let body = genai_request(now)
+            .replace("00f067aa0ba902b7", span_id)
+            .replace("\"gpt-4o\"", &format!("\"{model}\""));
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/v1/traces", config.gateway.http_listen))
+            .header("content-type", "application/json")
+            .header("x-api-key", key)
+            .body(body)
+            .send()
+            .await
+            .expect("gateway answers");
+        assert_eq!(response.status(), 200);
+    };
+    send(key.clone(), "00f067aa0ba90001", "gpt-4o").await;
+    send(key.clone(), "00f067aa0ba90002", "acme-tuned-1").await;
+    send(other_key.clone(), "00f067aa0ba90003", "gpt-4o").await;
+
+    let db =
+        spindle::clients::clickhouse(&config.clickhouse).with_database(&config.clickhouse.database);
+    let costs = |project: String, count: usize| {
+        let db = db.clone();
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                let rows: Vec<(String, String, String)> = db
+                    .query(
+                        "SELECT span_id, ifNull(toString(total_cost), 'null'), cost_status \
+                         FROM spans FINAL WHERE project_id = ? ORDER BY span_id",
+                    )
+                    .bind(&project)
+                    .fetch_all()
+                    .await
+                    .expect("select");
+                if rows.len() >= count || started.elapsed() > Duration::from_secs(45) {
+                    return rows;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    // gpt-4o: 1000 input × $100/M + 200 cache reads × $50/M + 300 output × $200/M; acme-tuned-1
+    // has no cache price, so cache reads bill as input: (1000 + 200) × $1/M + 300 × $2/M.
+    assert_eq!(
+        costs(project.clone(), 2).await,
+        vec![
+            ("00f067aa0ba90001".into(), "0.17".into(), "computed".into()),
+            (
+                "00f067aa0ba90002".into(),
+                "0.0018".into(),
+                "computed".into()
+            ),
+        ]
+    );
+    assert_eq!(
+        costs(other.clone(), 1).await,
+        vec![(
+            "00f067aa0ba90003".into(),
+            "0.00575".into(),
+            "computed".into()
+        )],
+        "another project keeps the built-in prices"
+    );
+
+    let said = set(&[
+        "prices",
+        "clear",
+        "--workspace",
+        "default",
+        "--project",
+        &project,
+    ]);
+    assert!(said.contains("price overrides removed"), "{said}");
+    // Processors see the change once their cached copy expires.
+    tokio::time::sleep(Duration::from_millis(
+        config.processor.price_overrides_ttl_ms + 500,
+    ))
+    .await;
+    send(key.clone(), "00f067aa0ba90004", "gpt-4o").await;
+    send(key.clone(), "00f067aa0ba90005", "acme-tuned-1").await;
+    let rows = costs(project.clone(), 4).await;
+    assert_eq!(
+        rows[2..],
+        [
+            (
+                "00f067aa0ba90004".into(),
+                "0.00575".into(),
+                "computed".into()
+            ),
+            (
+                "00f067aa0ba90005".into(),
+                "null".into(),
+                "unknown_model".into()
+            ),
+        ]
+    );
+}

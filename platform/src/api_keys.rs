@@ -4,14 +4,15 @@
 //! entries live `ttl`; a revocation is visible once the cached entry expires.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::RngCore;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 use spindle_schemas::platform::ApiKeyScope;
+
+use crate::cache::TtlCache;
 
 const KEY_PREFIX: &str = "spk_";
 
@@ -111,18 +112,14 @@ type Cached = Result<Principal, AuthError>;
 #[derive(Clone)]
 pub struct Resolver {
     redis: ConnectionManager,
-    cache: Arc<Mutex<HashMap<String, (Instant, Cached)>>>,
-    ttl: Duration,
-    capacity: usize,
+    cache: TtlCache<Cached>,
 }
 
 impl Resolver {
     pub fn new(redis: ConnectionManager, ttl: Duration, capacity: usize) -> Self {
         Self {
             redis,
-            cache: Arc::new(Mutex::new(HashMap::new())),
-            ttl,
-            capacity: capacity.max(1),
+            cache: TtlCache::new(ttl, capacity),
         }
     }
 
@@ -147,7 +144,7 @@ impl Resolver {
         }
         let prefix = prefix_of(key).ok_or(AuthError::Malformed)?.to_owned();
         let hash = hash(key);
-        if let Some(hit) = self.cached(&hash) {
+        if let Some(hit) = self.cache.get(&hash) {
             return hit;
         }
         let fields: HashMap<String, String> = self
@@ -157,28 +154,8 @@ impl Resolver {
             .await
             .map_err(|e| AuthError::Unavailable(e.to_string()))?;
         let result = principal_from(&fields, prefix);
-        self.remember(hash, result.clone());
+        self.cache.insert(&hash, result.clone());
         result
-    }
-
-    fn cached(&self, hash: &str) -> Option<Cached> {
-        let cache = self.cache.lock().expect("cache lock is never poisoned");
-        cache
-            .get(hash)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, result)| result.clone())
-    }
-
-    fn remember(&self, hash: String, result: Cached) {
-        let mut cache = self.cache.lock().expect("cache lock is never poisoned");
-        if cache.len() >= self.capacity {
-            let ttl = self.ttl;
-            cache.retain(|_, (at, _)| at.elapsed() < ttl);
-            if cache.len() >= self.capacity {
-                cache.clear();
-            }
-        }
-        cache.insert(hash, (Instant::now(), result));
     }
 }
 

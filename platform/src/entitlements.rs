@@ -9,6 +9,11 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use time::OffsetDateTime;
 
+use crate::cache::TtlCache;
+
+/// Projects whose entitlements one gateway keeps cached.
+const ENTITLEMENTS_CACHED: usize = 100_000;
+
 /// A project's ingest limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entitlements {
@@ -54,8 +59,7 @@ struct Bucket {
 pub struct Limits {
     redis: ConnectionManager,
     defaults: Entitlements,
-    ttl: Duration,
-    entitlements: Arc<Mutex<HashMap<String, (Instant, Entitlements)>>>,
+    entitlements: TtlCache<Entitlements>,
     buckets: Arc<Mutex<HashMap<String, Bucket>>>,
 }
 
@@ -66,8 +70,7 @@ impl Limits {
         Self {
             redis,
             defaults,
-            ttl,
-            entitlements: Arc::default(),
+            entitlements: TtlCache::new(ttl, ENTITLEMENTS_CACHED),
             buckets: Arc::default(),
         }
     }
@@ -115,14 +118,8 @@ impl Limits {
     }
 
     async fn entitlements(&self, project_id: &str) -> Result<Entitlements, LimitError> {
-        if let Some((at, e)) = self
-            .entitlements
-            .lock()
-            .expect("entitlements lock is never poisoned")
-            .get(project_id)
-            && at.elapsed() < self.ttl
-        {
-            return Ok(*e);
+        if let Some(e) = self.entitlements.get(project_id) {
+            return Ok(e);
         }
         let fields: HashMap<String, u64> = self
             .redis
@@ -140,14 +137,7 @@ impl Limits {
                 .copied()
                 .unwrap_or(self.defaults.monthly_span_quota),
         };
-        let mut cache = self
-            .entitlements
-            .lock()
-            .expect("entitlements lock is never poisoned");
-        if cache.len() > 100_000 {
-            cache.clear();
-        }
-        cache.insert(project_id.to_owned(), (Instant::now(), e));
+        self.entitlements.insert(project_id, e);
         Ok(e)
     }
 

@@ -13,6 +13,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use spindle_schemas::platform::{PlatformEvent, PlatformEventBody};
+use spindle_schemas::prices::PriceTable;
 
 use crate::keys;
 
@@ -51,6 +52,17 @@ pub async fn apply(
             }
         }
         PlatformEventBody::EntitlementsSet { .. } => keys::entitlements(&event.project_id),
+        PlatformEventBody::PriceOverridesSet { table } => {
+            // Commands validate before appending; an event from elsewhere that does not parse
+            // must not reach the processors, which would have to price without it.
+            if let Some(table) = table
+                && let Err(e) = PriceTable::from_json(&table.to_string())
+            {
+                tracing::error!(project = %event.project_id, error = %e, "invalid price overrides skipped");
+                return Ok(Applied::Skipped);
+            }
+            keys::price_overrides(&event.project_id)
+        }
     };
     let version: Option<u64> = redis.hget(&target, "version").await?;
     if version.is_some_and(|v| v >= event.aggregate_version) {
@@ -97,6 +109,18 @@ pub async fn apply(
                 ],
             );
         }
+        PlatformEventBody::PriceOverridesSet { table } => match table {
+            Some(table) => {
+                pipe.hset_multiple(
+                    &target,
+                    &[("table", table.to_string()), ("version", version.clone())],
+                );
+            }
+            None => {
+                pipe.hdel(&target, "table")
+                    .hset(&target, "version", &version);
+            }
+        },
     }
     pipe.query_async::<()>(redis).await?;
     Ok(Applied::Applied)

@@ -75,6 +75,10 @@ pub enum PlatformEventBody {
         /// Spans per calendar month (UTC); 0 means unlimited.
         monthly_span_quota: u64,
     },
+    /// A project's own model prices changed: a price table of the same shape as
+    /// `schemas/data/prices.json`, consulted before the embedded table (`None` removes them).
+    /// Spans processed from then on are priced with it; `spindle replay` reprices old ones.
+    PriceOverridesSet { table: Option<serde_json::Value> },
 }
 
 impl PlatformEvent {
@@ -84,6 +88,7 @@ impl PlatformEvent {
             PlatformEventBody::ApiKeyCreated { .. } => "api_key_created",
             PlatformEventBody::ApiKeyRevoked { .. } => "api_key_revoked",
             PlatformEventBody::EntitlementsSet { .. } => "entitlements_set",
+            PlatformEventBody::PriceOverridesSet { .. } => "price_overrides_set",
         }
     }
 }

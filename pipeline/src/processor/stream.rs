@@ -11,8 +11,9 @@
 //! ([`completion`](super::completion)); every `completion_check_ms` the traces of the owned
 //! partitions that are due get a `trace.completed` event on `traces.events`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
@@ -22,6 +23,7 @@ use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use redis::aio::ConnectionManager;
 use serde::Deserialize;
+use spindle_platform::price_overrides::PriceOverrides;
 use spindle_schemas::prices::PriceTable;
 use spindle_schemas::raw::{RAW_SPAN_BATCH_VERSION, RawSpanBatch};
 use spindle_schemas::topics::{SPANS_DLQ, SPANS_ENRICHED, SPANS_RAW, TRACES_EVENTS};
@@ -51,6 +53,15 @@ pub struct ProcessorConfig {
     pub trace_max_age_ms: u64,
     /// How often open traces are checked for completion.
     pub completion_check_ms: u64,
+    /// How long a project's price overrides are cached: a change applies to spans processed
+    /// after at most this long.
+    pub price_overrides_ttl_ms: u64,
+}
+
+/// The prices a processor applies: the table of this build, then each project's overrides.
+pub struct Prices<'a> {
+    pub embedded: &'a PriceTable,
+    pub overrides: PriceOverrides,
 }
 
 /// Why the processor stopped.
@@ -67,25 +78,32 @@ enum Outcome {
     Poison(String),
 }
 
-/// Turns one `spans.raw` payload into enriched records, or the reason it never can be.
-fn process(payload: &[u8], prices: &PriceTable, config: &NormalizeConfig) -> Outcome {
-    let batch = match RawSpanBatch::decode(payload) {
-        Ok(batch) => batch,
-        Err(e) => return Outcome::Poison(format!("not a RawSpanBatch: {e}")),
-    };
+/// Decodes one `spans.raw` payload, or says why it never can be.
+fn decode(payload: &[u8]) -> Result<RawSpanBatch, String> {
+    let batch = RawSpanBatch::decode(payload).map_err(|e| format!("not a RawSpanBatch: {e}"))?;
     if batch.version != RAW_SPAN_BATCH_VERSION {
-        return Outcome::Poison(format!(
+        return Err(format!(
             "RawSpanBatch version {} is unknown to this processor (knows {RAW_SPAN_BATCH_VERSION})",
             batch.version
         ));
     }
+    Ok(batch)
+}
+
+/// Turns one decoded batch into enriched records.
+fn enrich(
+    batch: &RawSpanBatch,
+    prices: &PriceTable,
+    overrides: Option<&PriceTable>,
+    config: &NormalizeConfig,
+) -> Outcome {
     let root_seen = batch.spans.iter().any(|s| s.parent_span_id.is_empty());
     Outcome::Enriched(
         batch
             .spans
             .iter()
             .map(|span| {
-                let enriched = normalize_with(&batch, span, prices, None, config);
+                let enriched = normalize_with(batch, span, prices, overrides, config);
                 (enriched.key(), enriched.encode_to_vec())
             })
             .collect(),
@@ -105,7 +123,7 @@ pub async fn run(
     consumer: StreamConsumer,
     producer: FutureProducer,
     mut redis: ConnectionManager,
-    prices: &PriceTable,
+    prices: Prices<'_>,
     shutdown: CancellationToken,
 ) -> Result<(), ProcessorError> {
     let normalize = NormalizeConfig {
@@ -125,7 +143,7 @@ pub async fn run(
             continue;
         }
         loop {
-            let produced = produce_batch(&batch, &producer, prices, &normalize, timeout).await;
+            let produced = produce_batch(&batch, &producer, &prices, &normalize, timeout).await;
             let tracked = match produced {
                 Ok(seen) => track(&mut redis, &seen).await,
                 Err(e) => Err(e),
@@ -179,16 +197,46 @@ type Seen = Vec<(i32, String, Vec<String>, bool)>;
 async fn produce_batch(
     batch: &[OwnedMessage],
     producer: &FutureProducer,
-    prices: &PriceTable,
+    prices: &Prices<'_>,
     normalize: &NormalizeConfig,
     timeout: Duration,
 ) -> Result<Seen, String> {
+    let decoded: Vec<Result<RawSpanBatch, String>> = batch
+        .iter()
+        .map(|message| decode(message.payload().unwrap_or_default()))
+        .collect();
+    // Each project's overrides once per batch; not knowing them is a retry, never a guess.
+    let mut overrides: HashMap<&str, Option<Arc<PriceTable>>> = HashMap::new();
+    for raw in decoded.iter().flatten() {
+        if !overrides.contains_key(raw.project_id.as_str()) {
+            let table = prices
+                .overrides
+                .for_project(&raw.project_id)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot read the price overrides of `{}`: {e}",
+                        raw.project_id
+                    )
+                })?;
+            overrides.insert(&raw.project_id, table);
+        }
+    }
     let mut seen = Vec::new();
     let mut sends = Vec::new();
     let mut spans = 0_u64;
     let mut poison = 0_u64;
-    for message in batch {
-        match process(message.payload().unwrap_or_default(), prices, normalize) {
+    for (message, decoded) in batch.iter().zip(&decoded) {
+        let outcome = match decoded {
+            Ok(raw) => {
+                let project = overrides
+                    .get(raw.project_id.as_str())
+                    .and_then(Option::as_deref);
+                enrich(raw, prices.embedded, project, normalize)
+            }
+            Err(reason) => Outcome::Poison(reason.clone()),
+        };
+        match outcome {
             Outcome::Enriched(records, span_ids, root_seen) => {
                 spans += records.len() as u64;
                 let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
@@ -393,18 +441,14 @@ mod tests {
     fn poison_is_named_and_spans_are_keyed_by_trace() {
         let prices = PriceTable::embedded();
         let config = NormalizeConfig::default();
-        let Outcome::Poison(reason) = process(b"\xff\xff not protobuf", prices, &config) else {
-            panic!("garbage must be poison");
-        };
+        let reason = decode(b"\xff\xff not protobuf").expect_err("garbage must be poison");
         assert!(reason.starts_with("not a RawSpanBatch"), "{reason}");
 
         let future = RawSpanBatch {
             version: RAW_SPAN_BATCH_VERSION + 1,
             ..Default::default()
         };
-        let Outcome::Poison(reason) = process(&future.encode_to_vec(), prices, &config) else {
-            panic!("unknown version must be poison");
-        };
+        let reason = decode(&future.encode_to_vec()).expect_err("unknown version must be poison");
         assert!(reason.contains("version 2 is unknown"), "{reason}");
 
         let batch = RawSpanBatch {
@@ -422,9 +466,12 @@ mod tests {
             ],
             ..Default::default()
         };
-        let Outcome::Enriched(records, span_ids, root) =
-            process(&batch.encode_to_vec(), prices, &config)
-        else {
+        let Outcome::Enriched(records, span_ids, root) = enrich(
+            &decode(&batch.encode_to_vec()).expect("decodes"),
+            prices,
+            None,
+            &config,
+        ) else {
             panic!("a valid batch is enriched");
         };
         assert_eq!((records.len(), span_ids.len(), root), (2, 2, true));
