@@ -48,6 +48,8 @@ enum Command {
     Sink,
     /// Run the projector that applies `platform.events` to Redis.
     Projector,
+    /// Run the GraphQL API (queries over ClickHouse, live subscriptions).
+    Graphql,
     /// Issue and revoke API keys.
     Keys {
         #[command(subcommand)]
@@ -111,6 +113,25 @@ enum BenchTarget {
         /// Spans per export request (an SDK batch).
         #[arg(long, default_value_t = 200)]
         spans_per_request: usize,
+    },
+    /// End to end (gateway → processor → sink → ClickHouse) for 1 KB spans: sustained
+    /// throughput, ack → queryable latency, CPU per component. Uses a fresh project and key.
+    Pipeline {
+        /// Seconds of load.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Spans per export request (an SDK batch).
+        #[arg(long, default_value_t = 200)]
+        spans_per_request: usize,
+        /// Offered spans per second over all connections (0 = as fast as the gateway acks).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Seconds to wait after the load for every acknowledged span to be queryable.
+        #[arg(long, default_value_t = 120)]
+        drain_timeout: u64,
     },
 }
 
@@ -250,6 +271,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             crate::roles::sink(&config).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Graphql => {
+            crate::roles::graphql(&config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Projector => {
             crate::roles::projector(&config).await?;
             Ok(ExitCode::SUCCESS)
@@ -313,6 +338,38 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 crate::loadgen::table(&reports)
             )?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            target:
+                BenchTarget::Pipeline {
+                    seconds,
+                    concurrency,
+                    spans_per_request,
+                    rate,
+                    drain_timeout,
+                },
+        } => {
+            use crate::loadgen::pipeline;
+            let options = pipeline::Options {
+                duration: std::time::Duration::from_secs(seconds),
+                concurrency,
+                spans_per_request,
+                rate,
+                span_bytes: 1024,
+                drain_timeout: std::time::Duration::from_secs(drain_timeout),
+            };
+            let report = pipeline::run(&config, options).await?;
+            write!(
+                std::io::stdout().lock(),
+                "{}\n{}",
+                pipeline::table(std::slice::from_ref(&report)),
+                pipeline::summary(&report)
+            )?;
+            // Missed targets are figures; lost or duplicated spans are a failure.
+            Ok(match report.count() {
+                pipeline::Count::Exact | pipeline::Count::InDoubt(_) => ExitCode::SUCCESS,
+                pipeline::Count::Missing(_) | pipeline::Count::Duplicated(_) => ExitCode::FAILURE,
+            })
         }
         Command::Entitlements {
             action:

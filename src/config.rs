@@ -30,6 +30,7 @@ pub struct Config {
     pub processor: spindle_pipeline::processor::stream::ProcessorConfig,
     pub sink: spindle_pipeline::sink::stream::SinkConfig,
     pub projector: ProjectorConfig,
+    pub graphql: spindle_graphql::GraphqlConfig,
     pub stack: StackConfig,
     /// The settings file these were loaded from, if any (roles started by `spindle up` get it).
     #[serde(skip)]
@@ -238,6 +239,24 @@ impl Config {
                 "sink.store.database",
                 "must equal `clickhouse.database`, where the migrations create the tables",
             );
+        }
+        if self.graphql.database != self.clickhouse.database {
+            return bad(
+                "graphql.database",
+                "must equal `clickhouse.database`, where the migrations create the tables",
+            );
+        }
+        if self.graphql.max_page_size == 0
+            || self.graphql.default_page_size == 0
+            || self.graphql.default_page_size > self.graphql.max_page_size
+        {
+            return bad(
+                "graphql.default_page_size",
+                "must be between 1 and `graphql.max_page_size`",
+            );
+        }
+        if self.graphql.live.subscriber_buffer == 0 {
+            return bad("graphql.live.subscriber_buffer", "must be at least 1");
         }
         if self.stack.startup_timeout_secs == 0 {
             return bad("stack.startup_timeout_secs", "must be at least 1");

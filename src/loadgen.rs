@@ -4,6 +4,10 @@
 //! usage) over OTLP/HTTP protobuf or OTLP/gRPC from several concurrent connections, and reads
 //! the CPU time and peak RSS of the gateway and of the local broker and S3 server from `/proc`,
 //! so throughput is reported per core of the gateway's own CPU as well as in absolute terms.
+//! `pipeline` (`spindle bench pipeline`) drives the whole path into ClickHouse with the same
+//! spans.
+
+pub mod pipeline;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -208,42 +212,72 @@ fn build_requests(
     spans: usize,
     count: usize,
 ) -> Vec<(bytes::Bytes, ExportTraceServiceRequest)> {
-    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(0);
+    let now = now_nanos();
     (0..count)
         .map(|r| {
             let spans = (0..spans)
                 .map(|i| genai_span(now, r as u64, i as u64, span_bytes))
                 .collect();
-            let request = ExportTraceServiceRequest {
-                resource_spans: vec![ResourceSpans {
-                    resource: Some(Resource {
-                        attributes: vec![
-                            text("service.name", "support-agent"),
-                            text("deployment.environment", "bench"),
-                        ],
-                        ..Default::default()
-                    }),
-                    scope_spans: vec![ScopeSpans {
-                        scope: Some(InstrumentationScope {
-                            name: "openinference.instrumentation.openai".into(),
-                            version: "0.1.0".into(),
-                            ..Default::default()
-                        }),
-                        spans,
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-            };
+            let request = export_request(spans);
             (bytes::Bytes::from(request.encode_to_vec()), request)
         })
         .collect()
 }
 
+/// An export request of one resource (a support agent) and one instrumentation scope.
+fn export_request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    text("service.name", "support-agent"),
+                    text("deployment.environment", "bench"),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "openinference.instrumentation.openai".into(),
+                    version: "0.1.0".into(),
+                    ..Default::default()
+                }),
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn now_nanos() -> u64 {
+    u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(0)
+}
+
+/// The trace id, span id and parent span id of span `i` of request `request`: 8 spans per
+/// trace, the first of each trace its root. Distinct requests never share a trace.
+fn span_ids(request: u64, i: u64) -> (u128, u64, Option<u64>) {
+    let trace = (u128::from(request) << 64) | u128::from(i / 8) | (1 << 127);
+    let span = (request << 20) | (i + 1);
+    let parent = (!i.is_multiple_of(8)).then(|| (request << 20) | (i - i % 8 + 1));
+    (trace, span, parent)
+}
+
+/// Gives `span` the ids of span `i` of request `request`, reusing its buffers.
+fn set_ids(span: &mut Span, request: u64, i: u64) {
+    let (trace, id, parent) = span_ids(request, i);
+    span.trace_id.clear();
+    span.trace_id.extend_from_slice(&trace.to_be_bytes());
+    span.span_id.clear();
+    span.span_id.extend_from_slice(&id.to_be_bytes());
+    span.parent_span_id.clear();
+    if let Some(parent) = parent {
+        span.parent_span_id.extend_from_slice(&parent.to_be_bytes());
+    }
+}
+
 /// An LLM chat span (or a tool call every fourth span) padded to about `size` bytes with
 /// prompt and completion text.
 fn genai_span(now: u64, request: u64, i: u64, size: usize) -> Span {
-    let trace = (u128::from(request) << 64) | u128::from(i / 8) | (1 << 127);
     let tool = i % 4 == 3;
     let mut attributes = vec![
         text(
@@ -264,14 +298,7 @@ fn genai_span(now: u64, request: u64, i: u64, size: usize) -> Span {
             r#"{"customer_id":"c-1042","status":"open"}"#,
         ));
     }
-    let base = Span {
-        trace_id: trace.to_be_bytes().to_vec(),
-        span_id: ((request << 20) | (i + 1)).to_be_bytes().to_vec(),
-        parent_span_id: if i.is_multiple_of(8) {
-            vec![]
-        } else {
-            ((request << 20) | (i - i % 8 + 1)).to_be_bytes().to_vec()
-        },
+    let mut base = Span {
         name: if tool {
             "execute_tool search_orders".into()
         } else {
@@ -284,6 +311,7 @@ fn genai_span(now: u64, request: u64, i: u64, size: usize) -> Span {
         status: Some(Status::default()),
         ..Default::default()
     };
+    set_ids(&mut base, request, i);
     let room = size.saturating_sub(base.encoded_len() + 200);
     let prompt =
         "You are a helpful support agent. The customer asks about order status and refunds. ";
@@ -367,6 +395,27 @@ fn peak_rss_mib(pid: i32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traces_hold_eight_spans_and_never_span_requests() {
+        let (first, root, no_parent) = span_ids(7, 8);
+        let (same, child, parent) = span_ids(7, 15);
+        assert_eq!(first, same);
+        assert_eq!(no_parent, None);
+        assert_eq!(parent, Some(root));
+        assert_ne!(child, root);
+        assert_ne!(
+            span_ids(7, 16).0,
+            first,
+            "the ninth span starts a new trace"
+        );
+        assert_ne!(span_ids(8, 8).0, first, "another request, another trace");
+        let mut span = genai_span(now_nanos(), 7, 15, 1024);
+        assert_eq!(span.parent_span_id, root.to_be_bytes());
+        set_ids(&mut span, 9, 0);
+        assert_eq!(span.trace_id, span_ids(9, 0).0.to_be_bytes());
+        assert!(span.parent_span_id.is_empty());
+    }
 
     #[test]
     fn spans_come_out_near_the_requested_size() {

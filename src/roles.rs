@@ -121,6 +121,7 @@ pub async fn sink(config: &Config) -> anyhow::Result<()> {
         dlq.clone(),
         clickhouse.clone(),
         Duration::from_millis(config.sink.persisted_check_ms),
+        config.sink.store.retention_days_default,
         shutdown.clone(),
     ));
     spindle_pipeline::sink::stream::run(config.sink.clone(), consumer, dlq, clickhouse, shutdown)
@@ -196,6 +197,56 @@ pub async fn projector(config: &Config) -> anyhow::Result<()> {
     spindle_platform::projection::run(consumer, redis, shutdown.cancelled_owned()).await?;
     health.await??;
     tracing::info!("projector stopped");
+    Ok(())
+}
+
+/// `spindle graphql`: the GraphQL API over ClickHouse, with live traces from Kafka.
+pub async fn graphql(config: &Config) -> anyhow::Result<()> {
+    let settings = &config.graphql;
+    let shutdown = shutdown_signal();
+    let hub = spindle_graphql::live::Hub::start(
+        &clients::kafka_config(&config.kafka),
+        &settings.live,
+        shutdown.clone(),
+    )
+    .context("cannot start the live feed")?;
+    let store = spindle_graphql::store::Store::new(
+        clients::clickhouse(&config.clickhouse).with_database(&settings.database),
+        Duration::from_millis(settings.request_timeout_ms),
+    );
+    let state = spindle_graphql::schema::State {
+        store,
+        hub,
+        limits: spindle_graphql::schema::Limits::from_config(settings),
+    };
+    let redis = redis_manager(config).await?;
+    let server = spindle_graphql::server::Server {
+        schema: spindle_graphql::schema::build(Some(state.clone()), settings),
+        state,
+        keys: spindle_platform::api_keys::Resolver::new(
+            redis,
+            Duration::from_millis(settings.auth_cache_ttl_ms),
+            settings.auth_cache_capacity,
+        ),
+        request_timeout: Duration::from_millis(settings.request_timeout_ms),
+    };
+    let health = serve_health(
+        config,
+        settings.health_listen,
+        vec![Dependency::Kafka, Dependency::ClickHouse, Dependency::Redis],
+        shutdown.clone(),
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (`graphql.listen`)", settings.listen))?;
+    tracing::info!(addr = %settings.listen, "graphql serving /graphql, /graphql/ws, /graphiql");
+    axum::serve(listener, spindle_graphql::server::router(server))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("graphql server failed")?;
+    health.await??;
+    tracing::info!("graphql stopped");
     Ok(())
 }
 

@@ -283,6 +283,10 @@ fn endpoint(config: &Config, service: &Service) -> String {
         Kind::Role(Role::Projector | Role::Processor | Role::Sink) => {
             format!("health on http://{}", service.addr)
         }
+        Kind::Role(Role::Graphql) => format!(
+            "GraphQL http://{0}/graphql  GraphiQL http://{0}/graphiql  health http://{1}",
+            config.graphql.listen, service.addr
+        ),
         Kind::Role(Role::Gateway) => format!(
             "OTLP/HTTP http://{}  OTLP/gRPC http://{}  health http://{}",
             config.gateway.http_listen, config.gateway.grpc_listen, service.addr

@@ -30,6 +30,10 @@ const FILES: &[(&str, &str)] = &[
         "0005_summary_dedup_window.sql",
         include_str!("../sql/0005_summary_dedup_window.sql"),
     ),
+    (
+        "0006_trace_lifecycle.sql",
+        include_str!("../sql/0006_trace_lifecycle.sql"),
+    ),
 ];
 
 /// Spindle's migrations, parsed from the embedded files.

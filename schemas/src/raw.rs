@@ -55,6 +55,21 @@ pub struct ArchivePointer {
     pub index: u32,
 }
 
+impl ArchivePointer {
+    /// Reads `s3://<bucket>/<key>#<index>`, the text form stored in ClickHouse
+    /// (`EnrichedSpan::raw_pointer`).
+    pub fn parse(text: &str) -> Option<ArchivePointer> {
+        let rest = text.strip_prefix("s3://")?;
+        let (path, index) = rest.rsplit_once('#')?;
+        let (bucket, key) = path.split_once('/')?;
+        Some(ArchivePointer {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            index: index.parse().ok()?,
+        })
+    }
+}
+
 /// One S3 object under `raw/<project>/<yyyy>/<mm>/<dd>/<hh>/<batch-id>`: the requests one
 /// gateway group-committed together, each as it was accepted (protobuf, after decompression
 /// and after rejected spans were removed). `requests` is the index: replay walks it.
@@ -137,5 +152,17 @@ mod tests {
             trace_key("proj", &[0x00, 0xab, 0x0f]),
             "proj/00ab0f".to_owned()
         );
+    }
+
+    #[test]
+    fn archive_pointers_parse_their_text_form() {
+        let pointer =
+            ArchivePointer::parse("s3://spindle/raw/p/2026/11/27/09/b1.pb#7").expect("parses");
+        assert_eq!(
+            (pointer.bucket.as_str(), pointer.key.as_str(), pointer.index),
+            ("spindle", "raw/p/2026/11/27/09/b1.pb", 7)
+        );
+        assert_eq!(ArchivePointer::parse(""), None);
+        assert_eq!(ArchivePointer::parse("s3://b/k#x"), None);
     }
 }

@@ -31,6 +31,7 @@ pub(crate) enum Role {
     Processor,
     Sink,
     Gateway,
+    Graphql,
 }
 
 impl Role {
@@ -40,12 +41,13 @@ impl Role {
             Role::Processor => "processor",
             Role::Sink => "sink",
             Role::Gateway => "gateway",
+            Role::Graphql => "graphql",
         }
     }
 }
 
 /// Every service name, in start order; `down` stops them in reverse.
-pub(crate) const NAMES: [&str; 8] = [
+pub(crate) const NAMES: [&str; 9] = [
     "redis",
     "s3",
     "kafka",
@@ -54,6 +56,7 @@ pub(crate) const NAMES: [&str; 8] = [
     "processor",
     "sink",
     "gateway",
+    "graphql",
 ];
 
 /// One local service and where it listens.
@@ -137,6 +140,12 @@ pub(crate) fn services(config: &Config) -> anyhow::Result<Vec<Service>> {
                 (gateway.http_listen, "SPINDLE__GATEWAY__HTTP_LISTEN"),
                 (gateway.grpc_listen, "SPINDLE__GATEWAY__GRPC_LISTEN"),
             ],
+        ),
+        (
+            Role::Graphql,
+            config.graphql.health_listen,
+            "SPINDLE__GRAPHQL__HEALTH_LISTEN",
+            vec![(config.graphql.listen, "SPINDLE__GRAPHQL__LISTEN")],
         ),
     ] {
         let health = local(&health.to_string(), setting)?;

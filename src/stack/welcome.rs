@@ -89,6 +89,7 @@ pub(crate) async fn smoke_test(config: &Config, key: &str, out: &mut Output) -> 
             ..Default::default()
         }],
     };
+    let trace_hex = hex::encode(&request.resource_spans[0].scope_spans[0].spans[0].trace_id);
     let url = format!("http://{}/v1/traces", config.gateway.http_listen);
     let payload = request.encode_to_vec();
     // A gateway whose broker just came back answers 503 until its producer reconnects.
@@ -127,7 +128,53 @@ pub(crate) async fn smoke_test(config: &Config, key: &str, out: &mut Output) -> 
         "check",
         "exported 1 span over OTLP/HTTP: acknowledged once archived in S3 and produced to `spans.raw`",
     );
+    let sent = std::time::Instant::now();
+    query_back(config, key, &trace_hex).await?;
+    out.step(
+        "query",
+        &format!(
+            "GraphQL returned it from ClickHouse {} ms after the acknowledgement \
+             (processor → sink → ClickHouse → http://{}/graphql)",
+            sent.elapsed().as_millis(),
+            config.graphql.listen
+        ),
+    );
     Ok(())
+}
+
+/// Asks the GraphQL API for the check span until the pipeline has stored it.
+async fn query_back(config: &Config, key: &str, trace_id: &str) -> anyhow::Result<()> {
+    let url = format!("http://{}/graphql", config.graphql.listen);
+    let body = serde_json::json!({
+        "query": "query($p: String!, $t: String!) { trace(projectId: $p, traceId: $t) { spans { edges { node { name } } } } }",
+        "variables": { "p": DEV_PROJECT, "t": trace_id },
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer: serde_json::Value = reqwest::Client::new()
+            .post(&url)
+            .header("x-api-key", key)
+            .json(&body)
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the GraphQL API at {url}"))?
+            .json()
+            .await
+            .context("the GraphQL API's answer is not JSON")?;
+        if let Some(errors) = answer.get("errors") {
+            bail!("the GraphQL API refused the check query: {errors}");
+        }
+        if answer["data"]["trace"]["spans"]["edges"][0]["node"]["name"] == "spindle up check" {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "the check span was not queryable through GraphQL within 60 s; see the processor and sink logs"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn attribute(key: &str, value: &str) -> KeyValue {

@@ -2,7 +2,8 @@
 //!
 //! For every `trace.completed` on `traces.events`, the sink checks how many of the trace's
 //! spans are live in `spans` and, once all `span_count` of them are, emits `trace.persisted`
-//! (same key). Offsets are committed up to the oldest event still waiting, so a restart
+//! (same key), after recording it in `trace_lifecycle` so later subscribers can be told at once.
+//! Offsets are committed up to the oldest event still waiting, so a restart
 //! re-reads exactly the unanswered ones; answering twice is harmless.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +23,7 @@ pub async fn run(
     producer: FutureProducer,
     clickhouse: clickhouse::Client,
     check_every: Duration,
+    retention_days: u16,
     shutdown: CancellationToken,
 ) -> Result<(), rdkafka::error::KafkaError> {
     // Completed events waiting for their spans, by (partition, offset).
@@ -59,7 +61,7 @@ pub async fn run(
             Ok(done) => {
                 for slot in done {
                     if let Some(event) = waiting.get(&slot)
-                        && answer(&producer, event).await
+                        && answer(&producer, &clickhouse, retention_days, event).await
                     {
                         waiting.remove(&slot);
                     }
@@ -111,7 +113,46 @@ async fn persisted(
         .collect())
 }
 
-async fn answer(producer: &FutureProducer, completed: &TraceEvent) -> bool {
+/// A row of `trace_lifecycle`.
+#[derive(Debug, clickhouse::Row, serde::Serialize)]
+struct LifecycleRow<'a> {
+    project_id: &'a str,
+    trace_id: &'a str,
+    span_count: u64,
+    /// Unix milliseconds.
+    persisted_at: i64,
+    retention_days: u16,
+}
+
+/// Records the trace as persisted in `trace_lifecycle`, then emits `trace.persisted`; false
+/// when either failed (the event is answered again on the next check).
+async fn answer(
+    producer: &FutureProducer,
+    clickhouse: &clickhouse::Client,
+    retention_days: u16,
+    completed: &TraceEvent,
+) -> bool {
+    let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(i64::MAX);
+    let recorded = async {
+        let mut insert = clickhouse
+            .insert::<LifecycleRow<'_>>("trace_lifecycle")
+            .await?;
+        insert
+            .write(&LifecycleRow {
+                project_id: &completed.project_id,
+                trace_id: &completed.trace_id,
+                span_count: completed.span_count,
+                persisted_at: now_ms,
+                retention_days,
+            })
+            .await?;
+        insert.end().await
+    };
+    if let Err(e) = recorded.await {
+        tracing::warn!(error = %e, trace = %completed.key(), "cannot record the trace as persisted; retrying");
+        return false;
+    }
     let event = TraceEvent {
         version: TRACE_EVENT_VERSION,
         kind: TraceEventKind::Persisted as i32,

@@ -1,0 +1,103 @@
+//! The HTTP surface: `/graphql` (POST, and GET for queries), `/graphql/ws` (graphql-transport-ws
+//! and the older graphql-ws), `/graphiql`. Each request is authenticated once, gets its own
+//! span loader, and runs under `graphql.request_timeout_ms`.
+
+use std::time::Duration;
+
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::{Data, ServerError};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::Router;
+use axum::extract::{State as AxumState, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use spindle_platform::api_keys::Resolver;
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::schema::subscription::ConnectionSubscriptions;
+use crate::schema::{SpindleSchema, State, span_loader};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Server {
+    pub schema: SpindleSchema,
+    pub state: State,
+    pub keys: Resolver,
+    pub request_timeout: Duration,
+}
+
+/// The routes of the API.
+pub fn router(server: Server) -> Router {
+    Router::new()
+        .route("/graphql", get(query).post(query))
+        .route("/graphql/ws", get(websocket))
+        .route("/graphiql", get(graphiql))
+        .with_state(server)
+}
+
+async fn query(
+    AxumState(server): AxumState<Server>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> GraphQLResponse {
+    let key = auth::key_from_headers(&headers);
+    let principal = auth::authenticate(&server.keys, key.as_deref()).await;
+    let request = request
+        .into_inner()
+        .data(principal)
+        .data(span_loader(&server.state.store));
+    let timeout = server.request_timeout;
+    let response = match tokio::time::timeout(timeout, server.schema.execute(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let error = ApiError::Timeout(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+            let mut server_error = ServerError::new(error.message(), None);
+            server_error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("code", error.code());
+            async_graphql::Response::from_errors(vec![server_error])
+        }
+    };
+    metrics::counter!(
+        "spindle_graphql_requests_total",
+        "outcome" => if response.is_ok() { "ok" } else { "error" }
+    )
+    .increment(1);
+    response.into()
+}
+
+async fn websocket(
+    AxumState(server): AxumState<Server>,
+    protocol: GraphQLProtocol,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let header_key = auth::key_from_headers(&headers);
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            let keys = server.keys.clone();
+            GraphQLWebSocket::new(socket, server.schema.clone(), protocol)
+                .on_connection_init(move |payload| async move {
+                    let key = auth::key_from_init(&payload).or(header_key);
+                    let mut data = Data::default();
+                    data.insert(auth::authenticate(&keys, key.as_deref()).await);
+                    data.insert(ConnectionSubscriptions::default());
+                    Ok(data)
+                })
+                .serve()
+        })
+}
+
+async fn graphiql() -> impl IntoResponse {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("Spindle GraphQL")
+            .finish(),
+    )
+}

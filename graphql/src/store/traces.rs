@@ -1,0 +1,443 @@
+//! Trace summaries: the `traces` table (one row per trace per day, summed at read time),
+//! filtered, ordered and keyset-paged. Conditions on the trace's spans (provider, kind,
+//! attributes, cost status, text search) become one `trace_id IN (…)` over `spans` in the same
+//! time range, using the table's `(project_id, hour)` order.
+
+use clickhouse::Row;
+use serde::Deserialize;
+
+use super::{Bind, Sql, Store, decimal, i, s};
+use crate::cursor::Cursor;
+use crate::error::ApiError;
+
+/// Slack after `to` for spans of traces that started inside the range.
+const SPAN_SLACK_NS: i64 = 3_600 * 1_000_000_000;
+
+/// What a trace list may be narrowed by. Empty lists and `None` do not narrow.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceFilter {
+    /// Trace start, Unix nanoseconds: `from` inclusive, `to` exclusive.
+    pub from_ns: i64,
+    pub to_ns: i64,
+    /// The root span's name, exactly or as a case-insensitive substring.
+    pub name: Option<String>,
+    pub name_contains: Option<String>,
+    /// `Some(true)`: only traces with an error span; `Some(false)`: only traces without.
+    pub has_error: Option<bool>,
+    pub models: Vec<String>,
+    pub providers: Vec<String>,
+    pub kinds: Vec<String>,
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
+    /// Every tag must be present.
+    pub tags: Vec<String>,
+    /// Each pair must match a span attribute or a resource attribute of some span.
+    pub attributes: Vec<(String, String)>,
+    /// USD, decimal text.
+    pub min_cost: Option<String>,
+    pub max_cost: Option<String>,
+    pub min_latency_ms: Option<i64>,
+    pub max_latency_ms: Option<i64>,
+    pub min_tokens: Option<i64>,
+    pub max_tokens: Option<i64>,
+    /// Some span has this `cost_status` (`computed`, `provider_reported`, `unknown_model`, …).
+    pub cost_status: Option<String>,
+    /// Case-insensitive text in some span's input or output messages.
+    pub search: Option<String>,
+}
+
+/// Sort keys of a trace list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceOrder {
+    StartTime,
+    Latency,
+    Cost,
+    Tokens,
+}
+
+impl TraceOrder {
+    fn expr(self) -> &'static str {
+        match self {
+            TraceOrder::StartTime => "start_ns",
+            TraceOrder::Latency => "latency_ns",
+            TraceOrder::Cost => "cost_dec",
+            TraceOrder::Tokens => "total_tokens",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TraceOrder::StartTime => "START_TIME",
+            TraceOrder::Latency => "LATENCY",
+            TraceOrder::Cost => "COST",
+            TraceOrder::Tokens => "TOKENS",
+        }
+    }
+
+    /// The cursor value of a row under this order.
+    pub fn value_of(self, row: &TraceRow) -> String {
+        match self {
+            TraceOrder::StartTime => row.start_ns.to_string(),
+            TraceOrder::Latency => (row.end_ns - row.start_ns).to_string(),
+            TraceOrder::Cost => row.total_cost.clone(),
+            TraceOrder::Tokens => row.total_tokens().to_string(),
+        }
+    }
+
+    fn bind_value(self, value: &str) -> Result<(String, Bind), ApiError> {
+        match self {
+            TraceOrder::Cost => Ok(("toDecimal128(?, 12)".into(), decimal(value)?)),
+            _ => value
+                .parse::<i64>()
+                .map(|v| ("?".to_owned(), i(v)))
+                .map_err(|_| ApiError::BadUserInput(format!("invalid cursor value `{value}`"))),
+        }
+    }
+}
+
+/// One trace, summed over its rows.
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+pub struct TraceRow {
+    pub trace_id: String,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub root_name: String,
+    pub root_service: String,
+    pub root_seen: u8,
+    pub n_spans: i64,
+    pub errors: i64,
+    pub llm_spans: i64,
+    pub input: i64,
+    pub output: i64,
+    pub cache_read: i64,
+    pub cache_write: i64,
+    pub reasoning: i64,
+    /// USD, decimal text.
+    pub total_cost: String,
+    pub unknown_cost_spans: i64,
+    pub session: String,
+    pub user: String,
+    pub model_list: Vec<String>,
+    pub tag_list: Vec<String>,
+}
+
+impl TraceRow {
+    pub fn total_tokens(&self) -> i64 {
+        self.input + self.output + self.cache_read + self.cache_write + self.reasoning
+    }
+}
+
+const SUMMARY_COLUMNS: &str = "trace_id, \
+    toUnixTimestamp64Nano(min(start_time)) AS start_ns, \
+    toUnixTimestamp64Nano(max(end_time)) AS end_ns, \
+    max(traces.root_name) AS root_name, max(traces.root_service) AS root_service, \
+    max(has_root) AS root_seen, \
+    sum(span_count) AS n_spans, sum(error_count) AS errors, sum(llm_span_count) AS llm_spans, \
+    sum(input_tokens) AS input, sum(output_tokens) AS output, \
+    sum(cache_read_tokens) AS cache_read, sum(cache_write_tokens) AS cache_write, \
+    sum(reasoning_tokens) AS reasoning, \
+    sum(traces.total_cost) AS cost_dec, toString(cost_dec) AS total_cost, \
+    sum(traces.unknown_cost_spans) AS unknown_cost_spans, \
+    max(session_id) AS session, max(user_id) AS user, \
+    groupUniqArrayArray(models) AS model_list, groupUniqArrayArray(tags) AS tag_list, \
+    end_ns - start_ns AS latency_ns, \
+    input + output + cache_read + cache_write + reasoning AS total_tokens";
+
+/// What a [`TraceRow`] reads, out of the summary subquery (which also computes sort keys).
+const ROW_COLUMNS: &str = "trace_id, start_ns, end_ns, root_name, root_service, root_seen, \
+    n_spans, errors, llm_spans, input, output, cache_read, cache_write, reasoning, total_cost, \
+    unknown_cost_spans, session, user, model_list, tag_list";
+
+/// The SQL of one page: `limit` rows after `after`.
+pub fn list_sql(
+    project_id: &str,
+    filter: &TraceFilter,
+    order: TraceOrder,
+    descending: bool,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> Result<Sql, ApiError> {
+    let mut sql = Sql::new("SELECT ");
+    sql.push(ROW_COLUMNS)
+        .push(" FROM (SELECT ")
+        .push(SUMMARY_COLUMNS);
+    sql.push_bound(
+        " FROM traces WHERE project_id = ? \
+         AND day >= toDate(fromUnixTimestamp64Nano(?)) AND day <= toDate(fromUnixTimestamp64Nano(?))",
+        [s(project_id), i(filter.from_ns), i(filter.to_ns)],
+    );
+    if let Some(spans) = span_conditions(project_id, filter) {
+        sql.push(" AND trace_id IN (").append(spans).push(")");
+    }
+    sql.push_bound(
+        " GROUP BY trace_id) WHERE n_spans > 0 AND start_ns >= ? AND start_ns < ?",
+        [i(filter.from_ns), i(filter.to_ns)],
+    );
+    trace_conditions(&mut sql, filter)?;
+    let direction = if descending { "DESC" } else { "ASC" };
+    if let Some(cursor) = after {
+        let (placeholder, value) = order.bind_value(&cursor.value)?;
+        let comparison = if descending { "<" } else { ">" };
+        sql.push_bound(
+            &format!(
+                " AND ({}, trace_id) {comparison} ({placeholder}, ?)",
+                order.expr()
+            ),
+            [value, s(cursor.key.clone())],
+        );
+    }
+    sql.push(&format!(
+        " ORDER BY {} {direction}, trace_id {direction} LIMIT {limit}",
+        order.expr()
+    ));
+    Ok(sql)
+}
+
+fn trace_conditions(sql: &mut Sql, filter: &TraceFilter) -> Result<(), ApiError> {
+    if let Some(name) = &filter.name {
+        sql.push_bound(" AND root_name = ?", [s(name.clone())]);
+    }
+    if let Some(part) = &filter.name_contains {
+        sql.push_bound(
+            " AND positionCaseInsensitiveUTF8(root_name, ?) > 0",
+            [s(part.clone())],
+        );
+    }
+    match filter.has_error {
+        Some(true) => sql.push(" AND errors > 0"),
+        Some(false) => sql.push(" AND errors = 0"),
+        None => sql,
+    };
+    if !filter.models.is_empty() {
+        sql.push_bound(
+            " AND hasAny(model_list, ?)",
+            [Bind::Strs(filter.models.clone())],
+        );
+    }
+    if let Some(session) = &filter.session_id {
+        sql.push_bound(" AND session = ?", [s(session.clone())]);
+    }
+    if let Some(user) = &filter.user_id {
+        sql.push_bound(" AND user = ?", [s(user.clone())]);
+    }
+    if !filter.tags.is_empty() {
+        sql.push_bound(
+            " AND hasAll(tag_list, ?)",
+            [Bind::Strs(filter.tags.clone())],
+        );
+    }
+    if let Some(min) = &filter.min_cost {
+        sql.push_bound(" AND cost_dec >= toDecimal128(?, 12)", [decimal(min)?]);
+    }
+    if let Some(max) = &filter.max_cost {
+        sql.push_bound(" AND cost_dec <= toDecimal128(?, 12)", [decimal(max)?]);
+    }
+    if let Some(min) = filter.min_latency_ms {
+        sql.push_bound(" AND latency_ns >= ?", [i(min.saturating_mul(1_000_000))]);
+    }
+    if let Some(max) = filter.max_latency_ms {
+        sql.push_bound(" AND latency_ns <= ?", [i(max.saturating_mul(1_000_000))]);
+    }
+    if let Some(min) = filter.min_tokens {
+        sql.push_bound(" AND total_tokens >= ?", [i(min)]);
+    }
+    if let Some(max) = filter.max_tokens {
+        sql.push_bound(" AND total_tokens <= ?", [i(max)]);
+    }
+    Ok(())
+}
+
+/// `SELECT trace_id FROM spans …` for the conditions only spans can answer, or `None`.
+fn span_conditions(project_id: &str, filter: &TraceFilter) -> Option<Sql> {
+    let mut conditions: Vec<Sql> = Vec::new();
+    let mut one = |text: &str, binds: Vec<Bind>| {
+        let mut sql = Sql::default();
+        sql.push_bound(text, binds);
+        conditions.push(sql);
+    };
+    if !filter.providers.is_empty() {
+        one(
+            "has(?, toString(provider))",
+            vec![Bind::Strs(filter.providers.clone())],
+        );
+    }
+    if !filter.kinds.is_empty() {
+        one(
+            "has(?, toString(kind))",
+            vec![Bind::Strs(filter.kinds.clone())],
+        );
+    }
+    for (key, value) in &filter.attributes {
+        one(
+            "(attributes[?] = ? OR resource_attributes[?] = ?)",
+            vec![
+                s(key.clone()),
+                s(value.clone()),
+                s(key.clone()),
+                s(value.clone()),
+            ],
+        );
+    }
+    if let Some(status) = &filter.cost_status {
+        one("cost_status = ?", vec![s(status.clone())]);
+    }
+    if let Some(text) = &filter.search {
+        one(
+            "(positionCaseInsensitiveUTF8(input_messages, ?) > 0 \
+             OR positionCaseInsensitiveUTF8(output_messages, ?) > 0)",
+            vec![s(text.clone()), s(text.clone())],
+        );
+    }
+    if conditions.is_empty() {
+        return None;
+    }
+    let mut sql = Sql::default();
+    sql.push_bound(
+        "SELECT trace_id FROM spans WHERE project_id = ? \
+         AND start_time >= fromUnixTimestamp64Nano(?) AND start_time < fromUnixTimestamp64Nano(?) \
+         AND sign = 1 GROUP BY trace_id HAVING ",
+        [
+            s(project_id),
+            i(filter.from_ns),
+            i(filter.to_ns.saturating_add(SPAN_SLACK_NS)),
+        ],
+    );
+    // Each condition may be met by a different span of the trace.
+    for (n, condition) in conditions.into_iter().enumerate() {
+        if n > 0 {
+            sql.push(" AND ");
+        }
+        sql.push("countIf(").append(condition).push(") > 0");
+    }
+    Some(sql)
+}
+
+/// One page of trace summaries.
+pub async fn list(
+    store: &Store,
+    project_id: &str,
+    filter: &TraceFilter,
+    order: TraceOrder,
+    descending: bool,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> Result<Vec<TraceRow>, ApiError> {
+    let sql = list_sql(project_id, filter, order, descending, after, limit)?;
+    store.fetch_all(sql).await
+}
+
+/// One trace's summary, if any of its spans are stored.
+pub async fn summary(
+    store: &Store,
+    project_id: &str,
+    trace_id: &str,
+) -> Result<Option<TraceRow>, ApiError> {
+    let mut sql = Sql::new("SELECT ");
+    sql.push(ROW_COLUMNS)
+        .push(" FROM (SELECT ")
+        .push(SUMMARY_COLUMNS)
+        .push_bound(
+        " FROM traces WHERE project_id = ? AND trace_id = ? GROUP BY trace_id) WHERE n_spans > 0",
+        [s(project_id), s(trace_id)],
+    );
+    Ok(store.fetch_all(sql).await?.into_iter().next())
+}
+
+/// The span count the sink vouched for when it found the trace fully stored, if it has.
+pub async fn persisted(
+    store: &Store,
+    project_id: &str,
+    trace_id: &str,
+) -> Result<Option<u64>, ApiError> {
+    let mut sql = Sql::default();
+    sql.push_bound(
+        "SELECT span_count FROM trace_lifecycle FINAL WHERE project_id = ? AND trace_id = ? LIMIT 1",
+        [s(project_id), s(trace_id)],
+    );
+    let rows: Vec<u64> = store.fetch_all(sql).await?;
+    Ok(rows.into_iter().next())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day() -> TraceFilter {
+        TraceFilter {
+            from_ns: 1_764_201_600_000_000_000,
+            to_ns: 1_764_288_000_000_000_000,
+            ..TraceFilter::default()
+        }
+    }
+
+    #[test]
+    fn placeholders_match_binds_and_no_value_is_spliced() {
+        let filter = TraceFilter {
+            name_contains: Some("'; DROP TABLE spans; --".into()),
+            models: vec!["gpt-4o".into()],
+            providers: vec!["openai".into()],
+            attributes: vec![("env".into(), "prod".into())],
+            min_cost: Some("0.5".into()),
+            search: Some("refund".into()),
+            has_error: Some(true),
+            ..day()
+        };
+        let after = Cursor {
+            ordering: "x".into(),
+            value: "0.25".into(),
+            key: "ab".into(),
+        };
+        let sql = list_sql("p", &filter, TraceOrder::Cost, true, Some(&after), 51).expect("sql");
+        assert_eq!(
+            sql.text.matches('?').count(),
+            sql.binds.len(),
+            "{}",
+            sql.text
+        );
+        assert!(!sql.text.contains("DROP"), "{}", sql.text);
+        assert!(
+            sql.text
+                .contains("(cost_dec, trace_id) < (toDecimal128(?, 12), ?)")
+        );
+        assert!(
+            sql.text
+                .ends_with("ORDER BY cost_dec DESC, trace_id DESC LIMIT 51")
+        );
+        assert!(
+            sql.text
+                .contains("countIf(has(?, toString(provider))) > 0 AND countIf(")
+        );
+    }
+
+    #[test]
+    fn trace_level_filters_need_no_span_scan() {
+        let filter = TraceFilter {
+            models: vec!["gpt-4o".into()],
+            session_id: Some("s".into()),
+            ..day()
+        };
+        let sql = list_sql("p", &filter, TraceOrder::StartTime, false, None, 10).expect("sql");
+        assert!(!sql.text.contains("FROM spans"), "{}", sql.text);
+        assert!(
+            sql.text
+                .ends_with("ORDER BY start_ns ASC, trace_id ASC LIMIT 10")
+        );
+    }
+
+    #[test]
+    fn bad_cursor_values_and_amounts_are_refused() {
+        let after = Cursor {
+            ordering: "x".into(),
+            value: "not-a-number".into(),
+            key: "ab".into(),
+        };
+        let error = list_sql("p", &day(), TraceOrder::StartTime, true, Some(&after), 5)
+            .expect_err("bad cursor value");
+        assert_eq!(error.code(), "BAD_USER_INPUT");
+        let filter = TraceFilter {
+            min_cost: Some("1; DROP".into()),
+            ..day()
+        };
+        assert!(list_sql("p", &filter, TraceOrder::StartTime, true, None, 5).is_err());
+    }
+}
