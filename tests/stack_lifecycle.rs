@@ -137,7 +137,7 @@ async fn data_survives_down_up_and_kill_9() {
     assert!(first.contains("Spindle is up"), "{first}");
     let (healthy, services) = stack.status();
     assert!(healthy, "all healthy after up: {services:?}");
-    assert_eq!(services.len(), 8, "four servers and four roles");
+    assert_eq!(services.len(), 9, "four servers and five roles");
 
     // `up` again is harmless: everything is reported running, nothing restarted.
     let pids_before: Vec<Option<i64>> = services.iter().map(|s| s["pid"].as_i64()).collect();

@@ -161,14 +161,17 @@ pub async fn archived_keys(config: &Config, project_id: &str) -> Vec<String> {
         .collect()
 }
 
-/// A project of its own and an ingest key for it, through the real platform path.
+/// A project of its own and an ingest + read key for it, through the real platform path.
 pub async fn project_with_key(config: &Config) -> (String, String) {
     let project = unique("p").replace('_', "-").to_lowercase();
     let done = spindle::platform_admin::create_key(
         config,
         "tests",
         &project,
-        &[spindle_schemas::platform::ApiKeyScope::Ingest],
+        &[
+            spindle_schemas::platform::ApiKeyScope::Ingest,
+            spindle_schemas::platform::ApiKeyScope::Read,
+        ],
         "test",
     )
     .await
@@ -187,7 +190,7 @@ pub struct PrivateStack {
 impl PrivateStack {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let ports: Vec<u16> = (0..10).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..12).map(|_| free_port()).collect();
         let env = vec![
             ("SPINDLE_HOME".to_owned(), dir.path().display().to_string()),
             (
@@ -234,6 +237,14 @@ impl PrivateStack {
             (
                 "SPINDLE__SINK__HEALTH_LISTEN".to_owned(),
                 format!("127.0.0.1:{}", ports[9]),
+            ),
+            (
+                "SPINDLE__GRAPHQL__LISTEN".to_owned(),
+                format!("127.0.0.1:{}", ports[10]),
+            ),
+            (
+                "SPINDLE__GRAPHQL__HEALTH_LISTEN".to_owned(),
+                format!("127.0.0.1:{}", ports[11]),
             ),
         ];
         let config = config(&env);
@@ -316,7 +327,14 @@ impl PrivateStack {
     pub fn logs(&self) -> String {
         let home = std::path::Path::new(&self.env[0].1).join("logs");
         let mut out = String::new();
-        for name in ["kafka", "processor", "sink", "gateway", "clickhouse"] {
+        for name in [
+            "kafka",
+            "processor",
+            "sink",
+            "gateway",
+            "graphql",
+            "clickhouse",
+        ] {
             let text =
                 std::fs::read_to_string(home.join(format!("{name}.log"))).unwrap_or_default();
             let lines: Vec<&str> = text

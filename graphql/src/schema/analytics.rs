@@ -37,6 +37,9 @@ pub struct Session {
 #[ComplexObject]
 impl Session {
     /// The LLM calls of the session in order, with their messages.
+    #[graphql(
+        complexity = "usize::try_from(first.unwrap_or(50)).unwrap_or(1).max(1) * child_complexity"
+    )]
     async fn turns(
         &self,
         ctx: &Context<'_>,
@@ -267,6 +270,9 @@ pub struct AnalyticsQuery;
 #[Object]
 impl AnalyticsQuery {
     /// Sessions active in the range (default the last seven days), most recent first.
+    #[graphql(
+        complexity = "usize::try_from(first.unwrap_or(50)).unwrap_or(1).max(1) * child_complexity"
+    )]
     async fn sessions(
         &self,
         ctx: &Context<'_>,
@@ -330,6 +336,9 @@ impl AnalyticsQuery {
     }
 
     /// Users active in the range (default the last seven days), most recent first.
+    #[graphql(
+        complexity = "usize::try_from(first.unwrap_or(50)).unwrap_or(1).max(1) * child_complexity"
+    )]
     async fn users(
         &self,
         ctx: &Context<'_>,

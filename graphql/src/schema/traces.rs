@@ -239,8 +239,12 @@ impl Trace {
     async fn summary(&self) -> Option<&TraceSummary> {
         self.summary.as_ref()
     }
-    /// The spans in tree order (depth first, children by start time), paged. Message bodies
+    /// The spans in tree order (depth first, children by start time), 200 per page unless
+    /// `first` says otherwise (up to `graphql.max_trace_spans`). Message bodies
     /// are loaded only for the spans whose message fields are asked for.
+    #[graphql(
+        complexity = "usize::try_from(first.unwrap_or(200)).unwrap_or(1).max(1) * child_complexity"
+    )]
     async fn spans(
         &self,
         first: Option<i32>,
@@ -248,7 +252,7 @@ impl Trace {
     ) -> Result<SpanConnection, ApiError> {
         let first = page_size(
             first,
-            self.limits.max_trace_spans.min(1_000),
+            self.limits.max_trace_spans.min(200),
             self.limits.max_trace_spans,
         )?;
         let ordering = format!("trace:{}", self.trace_id);
@@ -356,6 +360,9 @@ pub struct TraceQuery;
 #[Object]
 impl TraceQuery {
     /// Trace summaries of a project, newest first by default.
+    #[graphql(
+        complexity = "usize::try_from(first.unwrap_or(50)).unwrap_or(1).max(1) * child_complexity"
+    )]
     async fn traces(
         &self,
         ctx: &Context<'_>,

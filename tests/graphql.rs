@@ -1,0 +1,873 @@
+//! The GraphQL API against the real stack, with data ingested through the gateway: every filter
+//! and ordering, stable cursor pages while data arrives, trace trees, sessions, users, metrics,
+//! usage, filter vocabularies, tenant walls on every query and subscription, precise errors,
+//! and live subscriptions that end with `PERSISTED`.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use spindle::config::Config;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const MINUTE: i64 = 60_000_000_000;
+
+fn now_ns() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).expect("time")
+}
+
+fn rfc3339(ns: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
+        .expect("time")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formats")
+}
+
+fn text(key: &str, value: &str) -> Value {
+    json!({"key": key, "value": {"stringValue": value}})
+}
+
+fn int(key: &str, value: i64) -> Value {
+    json!({"key": key, "value": {"intValue": value.to_string()}})
+}
+
+/// A child span of a trace: what differs between the fixture traces.
+struct Child {
+    name: &'static str,
+    error: bool,
+    attributes: Vec<Value>,
+}
+
+/// One trace: a root span and one child, as OTLP/JSON.
+fn trace(trace_id: &str, root: &str, start: i64, duration: i64, child: Child) -> Value {
+    let span = |id: &str, parent: &str, name: &str, attributes: Vec<Value>, error: bool| {
+        json!({
+            "traceId": trace_id, "spanId": id, "parentSpanId": parent, "name": name, "kind": 1,
+            "startTimeUnixNano": start.to_string(),
+            "endTimeUnixNano": (start + duration).to_string(),
+            "attributes": attributes,
+            "status": {"code": if error { 2 } else { 1 }},
+        })
+    };
+    let prefix = &trace_id[..14];
+    json!({"resourceSpans": [{
+        "resource": {"attributes": [text("service.name", "support-bot")]},
+        "scopeSpans": [{"scope": {"name": "tests"}, "spans": [
+            span(&format!("{prefix}01"), "", root, vec![], false),
+            span(&format!("{prefix}02"), &format!("{prefix}01"), child.name, child.attributes, child.error),
+        ]}]
+    }]})
+}
+
+fn llm(model: &str, provider: &str, input: i64, output: i64) -> Vec<Value> {
+    vec![
+        text("gen_ai.operation.name", "chat"),
+        text("gen_ai.provider.name", provider),
+        text("gen_ai.request.model", model),
+        int("gen_ai.usage.input_tokens", input),
+        int("gen_ai.usage.output_tokens", output),
+    ]
+}
+
+async fn ingest(config: &Config, key: &str, body: &Value) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", config.gateway.http_listen))
+        .header("x-api-key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+}
+
+async fn gql(config: &Config, key: Option<&str>, query: &str, variables: Value) -> Value {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{}/graphql", config.graphql.listen))
+        .json(&json!({"query": query, "variables": variables}));
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    request
+        .send()
+        .await
+        .expect("graphql answers")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// The data of an answer that must have no errors.
+fn data(answer: Value) -> Value {
+    assert!(answer.get("errors").is_none(), "{answer:#}");
+    answer["data"].clone()
+}
+
+/// The `extensions.code`s of an answer.
+fn codes(answer: &Value) -> Vec<String> {
+    answer["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    e["extensions"]["code"]
+                        .as_str()
+                        .unwrap_or("NONE")
+                        .to_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const LIST: &str = "query($p: String!, $f: TraceFilterInput, $o: TraceOrderInput, $first: Int, $after: String) {
+  traces(projectId: $p, filter: $f, orderBy: $o, first: $first, after: $after) {
+    edges { cursor node { traceId name spanCount errorCount latencyMs totalCost tokens { total } models sessionId userId } }
+    pageInfo { hasNextPage endCursor }
+  }
+}";
+
+async fn list(
+    config: &Config,
+    key: &str,
+    project: &str,
+    filter: Value,
+    order: Value,
+) -> Vec<String> {
+    let answer = data(
+        gql(
+            config,
+            Some(key),
+            LIST,
+            json!({"p": project, "f": filter, "o": order}),
+        )
+        .await,
+    );
+    answer["traces"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"]["traceId"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+/// Four traces with different models, providers, kinds, sessions, users, costs, latencies and
+/// errors, ingested and stored. Returns their ids, oldest first.
+async fn fixture(config: &Config, key: &str, project: &str) -> [String; 4] {
+    let base = now_ns() - 40 * MINUTE;
+    let id = |n: u8| {
+        format!(
+            "{:02x}{}",
+            n,
+            &uuid::Uuid::now_v7().simple().to_string()[2..]
+        )
+    };
+    let ids = [id(1), id(2), id(3), id(4)];
+    let mut refund = llm("gpt-4o", "openai", 1000, 300);
+    refund.push(text("session.id", "s1"));
+    refund.push(text("user.id", "u1"));
+    refund.push(text("env", "prod"));
+    refund.push(text("langfuse.trace.tags", "[\"vip\"]"));
+    refund.push(text(
+        "gen_ai.input.messages",
+        r#"[{"role":"user","parts":[{"type":"text","content":"Where is my refund?"}]}]"#,
+    ));
+    let mut failing = llm("claude-3-5-sonnet", "anthropic", 2000, 100);
+    failing.push(text("session.id", "s1"));
+    failing.push(text("user.id", "u1"));
+    failing.push(text("env", "staging"));
+    let mut embedding = vec![
+        text("gen_ai.operation.name", "embeddings"),
+        text("gen_ai.provider.name", "openai"),
+        text("gen_ai.request.model", "text-embedding-3-small"),
+        int("gen_ai.usage.input_tokens", 500),
+    ];
+    embedding.push(text("session.id", "s2"));
+    embedding.push(text("user.id", "u2"));
+    let mut unknown = llm("acme-unknown-model", "acme", 800, 100);
+    unknown.push(text("user.id", "u2"));
+    let traces = [
+        trace(
+            &ids[0],
+            "support-agent",
+            base,
+            2_000_000_000,
+            Child {
+                name: "chat gpt-4o",
+                error: false,
+                attributes: refund,
+            },
+        ),
+        trace(
+            &ids[1],
+            "support-agent",
+            base + 10 * MINUTE,
+            5_000_000_000,
+            Child {
+                name: "chat claude",
+                error: true,
+                attributes: failing,
+            },
+        ),
+        trace(
+            &ids[2],
+            "indexer",
+            base + 20 * MINUTE,
+            500_000_000,
+            Child {
+                name: "embed",
+                error: false,
+                attributes: embedding,
+            },
+        ),
+        trace(
+            &ids[3],
+            "support-agent",
+            base + 30 * MINUTE,
+            1_000_000_000,
+            Child {
+                name: "chat acme",
+                error: false,
+                attributes: unknown,
+            },
+        ),
+    ];
+    for body in &traces {
+        ingest(config, key, body).await;
+    }
+    wait_for_traces(config, key, project, 4).await;
+    ids
+}
+
+/// Waits until the API lists `count` traces with both their spans.
+async fn wait_for_traces(config: &Config, key: &str, project: &str, count: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = gql(config, Some(key), LIST, json!({"p": project})).await;
+        let edges = answer["data"]["traces"]["edges"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if edges.len() >= count && edges.iter().all(|e| e["node"]["spanCount"] == 2) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{answer:#}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_filter_and_ordering() {
+    let config = support::stack();
+    let (p, key) = support::project_with_key(&config).await;
+    let [t1, t2, t3, t4] = fixture(&config, &key, &p).await;
+    let ids = |list: &[&String]| list.iter().map(|s| (*s).clone()).collect::<Vec<_>>();
+    let q = |filter: Value| list(&config, &key, &p, filter, Value::Null);
+
+    assert_eq!(
+        q(Value::Null).await,
+        ids(&[&t4, &t3, &t2, &t1]),
+        "newest first"
+    );
+    assert_eq!(q(json!({"name": "indexer"})).await, ids(&[&t3]));
+    assert_eq!(q(json!({"nameContains": "INDEX"})).await, ids(&[&t3]));
+    assert_eq!(q(json!({"hasError": true})).await, ids(&[&t2]));
+    assert_eq!(q(json!({"hasError": false})).await, ids(&[&t4, &t3, &t1]));
+    assert_eq!(q(json!({"models": ["gpt-4o"]})).await, ids(&[&t1]));
+    assert_eq!(q(json!({"providers": ["anthropic"]})).await, ids(&[&t2]));
+    assert_eq!(q(json!({"kinds": ["EMBEDDING"]})).await, ids(&[&t3]));
+    assert_eq!(q(json!({"sessionId": "s1"})).await, ids(&[&t2, &t1]));
+    assert_eq!(q(json!({"userId": "u2"})).await, ids(&[&t4, &t3]));
+    assert_eq!(q(json!({"tags": ["vip"]})).await, ids(&[&t1]));
+    assert_eq!(
+        q(json!({"attributes": [{"key": "env", "value": "prod"}]})).await,
+        ids(&[&t1])
+    );
+    assert_eq!(
+        q(json!({"attributes": [{"key": "service.name", "value": "support-bot"}], "name": "indexer"})).await,
+        ids(&[&t3]),
+        "resource attributes match too"
+    );
+    // Costs: t1 0.0055, t2 0.0075, t3 0.00001, t4 unknown (0 in the sum).
+    assert_eq!(q(json!({"minCost": "0.005"})).await, ids(&[&t2, &t1]));
+    assert_eq!(q(json!({"maxCost": "0.001"})).await, ids(&[&t4, &t3]));
+    assert_eq!(q(json!({"minLatencyMs": 1500})).await, ids(&[&t2, &t1]));
+    assert_eq!(q(json!({"maxLatencyMs": 700})).await, ids(&[&t3]));
+    assert_eq!(q(json!({"minTokens": 1500})).await, ids(&[&t2]));
+    assert_eq!(q(json!({"maxTokens": 600})).await, ids(&[&t3]));
+    assert_eq!(q(json!({"costStatus": "UNKNOWN_MODEL"})).await, ids(&[&t4]));
+    assert_eq!(q(json!({"search": "REFUND"})).await, ids(&[&t1]));
+    let recent =
+        json!({"timeRange": {"from": rfc3339(now_ns() - 25 * MINUTE), "to": rfc3339(now_ns())}});
+    assert_eq!(q(recent).await, ids(&[&t4, &t3]));
+    assert_eq!(
+        q(json!({"userId": "u1", "hasError": true})).await,
+        ids(&[&t2]),
+        "conditions combine"
+    );
+
+    let o = |field: &str, direction: &str| json!({"field": field, "direction": direction});
+    let ordered = |order: Value| list(&config, &key, &p, Value::Null, order);
+    assert_eq!(
+        ordered(o("START_TIME", "ASC")).await,
+        ids(&[&t1, &t2, &t3, &t4])
+    );
+    assert_eq!(
+        ordered(o("LATENCY", "DESC")).await,
+        ids(&[&t2, &t1, &t4, &t3])
+    );
+    assert_eq!(ordered(o("COST", "ASC")).await, ids(&[&t4, &t3, &t1, &t2]));
+    assert_eq!(
+        ordered(o("TOKENS", "DESC")).await,
+        ids(&[&t2, &t1, &t4, &t3])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cursor_pages_are_stable_while_new_traces_arrive() {
+    let config = support::stack();
+    let (p, key) = support::project_with_key(&config).await;
+    let [t1, t2, t3, t4] = fixture(&config, &key, &p).await;
+    let page = |after: Value| {
+        let config = config.clone();
+        let (key, p) = (key.clone(), p.clone());
+        async move {
+            data(
+                gql(
+                    &config,
+                    Some(&key),
+                    LIST,
+                    json!({"p": p, "first": 2, "after": after}),
+                )
+                .await,
+            )
+        }
+    };
+    let first = page(Value::Null).await;
+    let ids = |page: &Value| -> Vec<String> {
+        page["traces"]["edges"]
+            .as_array()
+            .expect("edges")
+            .iter()
+            .map(|e| e["node"]["traceId"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&first), vec![t4.clone(), t3.clone()]);
+    assert_eq!(first["traces"]["pageInfo"]["hasNextPage"], true);
+    // A newer trace lands between the pages: the next page neither repeats nor skips.
+    let newest = format!("{}ff", &uuid::Uuid::now_v7().simple().to_string()[..30]);
+    let child = Child {
+        name: "late",
+        error: false,
+        attributes: llm("gpt-4o", "openai", 1, 1),
+    };
+    ingest(
+        &config,
+        &key,
+        &trace(&newest, "late", now_ns() - MINUTE, 1_000, child),
+    )
+    .await;
+    wait_for_traces(&config, &key, &p, 5).await;
+    let second = page(first["traces"]["pageInfo"]["endCursor"].clone()).await;
+    assert_eq!(ids(&second), vec![t2, t1]);
+    assert_eq!(second["traces"]["pageInfo"]["hasNextPage"], false);
+    assert_eq!(ids(&page(Value::Null).await)[0], newest);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trace_span_sessions_users_metrics_usage_and_filter_values() {
+    let config = support::stack();
+    let (p, key) = support::project_with_key(&config).await;
+    let [t1, _t2, _t3, t4] = fixture(&config, &key, &p).await;
+
+    let tree = data(gql(&config, Some(&key), "query($p: String!, $t: String!) { trace(projectId: $p, traceId: $t) {
+        summary { name spanCount tokens { input output total } totalCost models sessionId userId tags hasError }
+        truncated
+        spans(first: 10) { totalCount edges { node { spanId parentSpanId depth order name kind model inputMessages
+          cost { total status } tokens { input } } } }
+      } }", json!({"p": p, "t": t1})).await);
+    let trace = &tree["trace"];
+    assert_eq!(trace["summary"]["name"], "support-agent");
+    assert_eq!(trace["summary"]["spanCount"], 2);
+    assert_eq!(trace["summary"]["totalCost"], "0.0055");
+    assert_eq!(trace["summary"]["tags"], json!(["vip"]));
+    assert_eq!(trace["truncated"], false);
+    let spans = trace["spans"]["edges"].as_array().expect("spans");
+    assert_eq!(spans.len(), 2);
+    assert_eq!(
+        (
+            spans[0]["node"]["depth"].clone(),
+            spans[1]["node"]["depth"].clone()
+        ),
+        (json!(0), json!(1))
+    );
+    assert_eq!(spans[1]["node"]["parentSpanId"], spans[0]["node"]["spanId"]);
+    assert_eq!(spans[1]["node"]["kind"], "LLM");
+    assert_eq!(
+        spans[1]["node"]["cost"],
+        json!({"total": "0.0055", "status": "COMPUTED"})
+    );
+    assert!(
+        spans[1]["node"]["inputMessages"]
+            .to_string()
+            .contains("Where is my refund?"),
+        "{spans:#?}"
+    );
+
+    let child_id = spans[1]["node"]["spanId"].as_str().expect("id").to_owned();
+    let span = data(gql(&config, Some(&key), "query($p: String!, $t: String!, $s: String!) { span(projectId: $p, traceId: $t, spanId: $s) {
+        name attributes { key value } resourceAttributes { key value } rawPointer } }",
+        json!({"p": p, "t": t1, "s": child_id})).await);
+    let attributes = span["span"]["attributes"].to_string();
+    assert!(
+        attributes.contains("\"env\"") && attributes.contains("prod"),
+        "{attributes}"
+    );
+    assert!(
+        span["span"]["rawPointer"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("s3://"))
+    );
+    assert_eq!(
+        data(gql(&config, Some(&key), "query($p: String!) { trace(projectId: $p, traceId: \"00000000000000000000000000000001\") { traceId } }", json!({"p": p})).await)["trace"],
+        Value::Null
+    );
+
+    let sessions = data(gql(&config, Some(&key), "query($p: String!) { sessions(projectId: $p) { nodes { id traceCount userId totalTokens } } session(projectId: $p, sessionId: \"s1\") { traceCount turns { model } } }", json!({"p": p})).await);
+    assert_eq!(
+        sessions["sessions"]["nodes"],
+        json!([
+            {"id": "s2", "traceCount": 1, "userId": "u2", "totalTokens": 500},
+            {"id": "s1", "traceCount": 2, "userId": "u1", "totalTokens": 3400},
+        ])
+    );
+    assert_eq!(
+        sessions["session"]["turns"],
+        json!([{"model": "gpt-4o"}, {"model": "claude-3-5-sonnet"}]),
+        "turns in order"
+    );
+
+    let users = data(gql(&config, Some(&key), "query($p: String!) { users(projectId: $p) { nodes { id traceCount sessionCount errorCount } } user(projectId: $p, userId: \"u1\") { traceCount errorCount } }", json!({"p": p})).await);
+    assert_eq!(
+        users["users"]["nodes"],
+        json!([
+            {"id": "u2", "traceCount": 2, "sessionCount": 1, "errorCount": 0},
+            {"id": "u1", "traceCount": 2, "sessionCount": 1, "errorCount": 1},
+        ])
+    );
+    assert_eq!(users["user"], json!({"traceCount": 2, "errorCount": 1}));
+
+    let range = json!({"from": rfc3339(now_ns() - 120 * MINUTE), "to": rfc3339(now_ns() + MINUTE)});
+    let metrics = data(gql(&config, Some(&key), "query($p: String!, $r: TimeRange!) { metrics(projectId: $p, timeRange: $r, granularity: HOUR, groupBy: MODEL, kinds: [LLM]) {
+        group spanCount errorCount errorRate tokens { input } totalCost latencyP50Ms latencyP99Ms } }", json!({"p": p, "r": range})).await);
+    let points = metrics["metrics"].as_array().expect("points");
+    let total: i64 = points
+        .iter()
+        .map(|pt| pt["spanCount"].as_i64().expect("count"))
+        .sum();
+    assert_eq!(total, 3, "three LLM spans: {points:#?}");
+    let claude: Vec<&Value> = points
+        .iter()
+        .filter(|pt| pt["group"] == "claude-3-5-sonnet")
+        .collect();
+    assert_eq!(claude.len(), 1);
+    assert_eq!(claude[0]["errorRate"], 1.0);
+    assert_eq!(claude[0]["latencyP99Ms"], 5000.0);
+
+    let month = time::OffsetDateTime::now_utc();
+    let month = format!("{:04}-{:02}", month.year(), u8::from(month.month()));
+    let usage = data(gql(&config, Some(&key), "query($p: String!, $m: String!) { usage(projectId: $p, month: $m) { spans llmSpans tokens { input } totalCost unknownCostSpans } }", json!({"p": p, "m": month})).await);
+    assert_eq!(
+        usage["usage"],
+        json!({"spans": 8, "llmSpans": 3, "tokens": {"input": 4300}, "totalCost": "0.01301", "unknownCostSpans": 1})
+    );
+
+    let values = data(gql(&config, Some(&key), "query($p: String!) { models: filterValues(projectId: $p, field: MODEL) { value count } env: filterValues(projectId: $p, field: ATTRIBUTE, key: \"env\") { value } filterFields(projectId: $p) { field key } }", json!({"p": p})).await);
+    let models: Vec<&str> = values["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|v| v["value"].as_str().expect("v"))
+        .collect();
+    for model in [
+        "gpt-4o",
+        "claude-3-5-sonnet",
+        "text-embedding-3-small",
+        "acme-unknown-model",
+    ] {
+        assert!(models.contains(&model), "{models:?}");
+    }
+    assert_eq!(
+        values["env"],
+        json!([{"value": "prod"}, {"value": "staging"}])
+    );
+    assert!(
+        values["filterFields"]
+            .to_string()
+            .contains("\"key\":\"env\""),
+        "{:#}",
+        values["filterFields"]
+    );
+    let _ = t4;
+}
+
+/// Every query and subscription refuses a key of another project with an error.
+#[tokio::test(flavor = "multi_thread")]
+async fn tenant_walls() {
+    let config = support::stack();
+    let (a, _key_a) = support::project_with_key(&config).await;
+    let (_b, key_b) = support::project_with_key(&config).await;
+    let trace = "0123456789abcdef0123456789abcdef";
+    let queries = [
+        "query($p: String!) { traces(projectId: $p) { edges { cursor } } }",
+        "query($p: String!) { trace(projectId: $p, traceId: \"0123456789abcdef0123456789abcdef\") { traceId } }",
+        "query($p: String!) { span(projectId: $p, traceId: \"0123456789abcdef0123456789abcdef\", spanId: \"0123456789abcdef\") { spanId } }",
+        "query($p: String!) { sessions(projectId: $p) { nodes { id } } }",
+        "query($p: String!) { session(projectId: $p, sessionId: \"s\") { id } }",
+        "query($p: String!) { users(projectId: $p) { nodes { id } } }",
+        "query($p: String!) { user(projectId: $p, userId: \"u\") { id } }",
+        "query($p: String!) { metrics(projectId: $p, timeRange: {from: \"2026-01-01T00:00:00Z\", to: \"2026-01-02T00:00:00Z\"}, granularity: HOUR) { spanCount } }",
+        "query($p: String!) { usage(projectId: $p, month: \"2026-11\") { spans } }",
+        "query($p: String!) { filterFields(projectId: $p) { field } }",
+        "query($p: String!) { filterValues(projectId: $p, field: MODEL) { value } }",
+    ];
+    for query in queries {
+        let answer = gql(&config, Some(&key_b), query, json!({"p": a})).await;
+        assert_eq!(codes(&answer), vec!["FORBIDDEN"], "{query}: {answer:#}");
+        assert!(
+            answer["data"].is_null(),
+            "{query}: no data at all: {answer:#}"
+        );
+        let anonymous = gql(&config, None, query, json!({"p": a})).await;
+        assert_eq!(
+            codes(&anonymous),
+            vec!["UNAUTHENTICATED"],
+            "{query}: {anonymous:#}"
+        );
+    }
+    for subscription in [
+        format!(
+            "subscription {{ traceUpdates(projectId: \"{a}\", traceId: \"{trace}\") {{ kind }} }}"
+        ),
+        format!("subscription {{ liveTraces(projectId: \"{a}\") {{ kind }} }}"),
+    ] {
+        let mut ws = Subscriber::connect(&config, &key_b).await;
+        ws.subscribe("1", &subscription).await;
+        let message = ws.next().await;
+        // A refused subscription ends with its error: a `next` carrying only errors (then
+        // `complete`), never data.
+        let errors = match message["type"].as_str() {
+            Some("error") => message["payload"].clone(),
+            Some("next") => {
+                assert!(message["payload"]["data"].is_null(), "{message:#}");
+                message["payload"]["errors"].clone()
+            }
+            _ => panic!("unexpected {message:#}"),
+        };
+        assert_eq!(errors[0]["extensions"]["code"], "FORBIDDEN", "{message:#}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_precise_errors() {
+    let config = support::stack();
+    let (p, key) = support::project_with_key(&config).await;
+    let ask = |query: String, variables: Value| {
+        let config = config.clone();
+        let key = key.clone();
+        async move { gql(&config, Some(&key), &query, variables).await }
+    };
+    let mut deep = String::from("{ __schema { types { fields { type ");
+    for _ in 0..12 {
+        deep.push_str("{ ofType ");
+    }
+    deep.push_str("{ name }");
+    deep.push_str(&"}".repeat(12));
+    deep.push_str(" } } } }");
+    assert_eq!(
+        codes(&ask(deep, Value::Null).await),
+        vec!["DEPTH_LIMIT_EXCEEDED"]
+    );
+
+    let aliases: String = (0..50)
+        .map(|n| format!("a{n}: traces(projectId: $p, first: 100) {{ edges {{ cursor node {{ traceId name }} }} }} "))
+        .collect();
+    let bomb = format!("query($p: String!) {{ {aliases} }}");
+    let answer = ask(bomb, json!({"p": p})).await;
+    assert_eq!(
+        codes(&answer),
+        vec!["COMPLEXITY_LIMIT_EXCEEDED"],
+        "{}",
+        answer["errors"][0]
+    );
+
+    let unknown = ask(
+        "query($p: String!) { traces(projectId: $p) { edges { node { nope } } } }".into(),
+        json!({"p": p}),
+    )
+    .await;
+    assert_eq!(codes(&unknown), vec!["GRAPHQL_VALIDATION_FAILED"]);
+    assert!(
+        unknown["errors"][0]["message"]
+            .as_str()
+            .expect("message")
+            .contains("nope"),
+        "{unknown:#}"
+    );
+
+    let parse = ask("query { traces(".into(), Value::Null).await;
+    assert_eq!(codes(&parse), vec!["GRAPHQL_PARSE_FAILED"]);
+
+    let cursor = ask(LIST.into(), json!({"p": p, "after": "not-a-cursor"})).await;
+    assert_eq!(codes(&cursor), vec!["BAD_USER_INPUT"]);
+    assert!(
+        cursor["errors"][0]["message"]
+            .as_str()
+            .expect("m")
+            .contains("invalid cursor"),
+        "{cursor:#}"
+    );
+
+    let inverted =
+        json!({"timeRange": {"from": "2026-11-02T00:00:00Z", "to": "2026-11-01T00:00:00Z"}});
+    let answer = ask(LIST.into(), json!({"p": p, "f": inverted})).await;
+    assert_eq!(codes(&answer), vec!["BAD_USER_INPUT"]);
+    assert!(
+        answer["errors"][0]["message"]
+            .as_str()
+            .expect("m")
+            .starts_with("inverted time range"),
+        "{answer:#}"
+    );
+
+    let answer = ask(
+        LIST.into(),
+        json!({"p": p, "first": config.graphql.max_page_size + 1}),
+    )
+    .await;
+    assert_eq!(codes(&answer), vec!["BAD_USER_INPUT"]);
+    assert!(
+        answer["errors"][0]["message"]
+            .as_str()
+            .expect("m")
+            .contains("at most"),
+        "{answer:#}"
+    );
+
+    let answer = ask(
+        "query($p: String!) { trace(projectId: $p, traceId: \"xyz\") { traceId } }".into(),
+        json!({"p": p}),
+    )
+    .await;
+    assert_eq!(codes(&answer), vec!["BAD_USER_INPUT"]);
+
+    let answer = gql(
+        &config,
+        Some("spk_000000000000_000000000000"),
+        LIST,
+        json!({"p": p}),
+    )
+    .await;
+    assert_eq!(codes(&answer), vec!["UNAUTHENTICATED"]);
+}
+
+/// A graphql-transport-ws client.
+struct Subscriber {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Subscriber {
+    async fn connect(config: &Config, key: &str) -> Self {
+        let mut request = format!("ws://{}/graphql/ws", config.graphql.listen)
+            .into_client_request()
+            .expect("request");
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().expect("header"),
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("connects");
+        let mut subscriber = Self { socket };
+        subscriber
+            .send(json!({"type": "connection_init", "payload": {"x-api-key": key}}))
+            .await;
+        assert_eq!(subscriber.next().await["type"], "connection_ack");
+        subscriber
+    }
+
+    async fn send(&mut self, message: Value) {
+        self.socket
+            .send(Message::text(message.to_string()))
+            .await
+            .expect("sends");
+    }
+
+    async fn subscribe(&mut self, id: &str, query: &str) {
+        self.send(json!({"id": id, "type": "subscribe", "payload": {"query": query}}))
+            .await;
+    }
+
+    /// The next protocol message (pings answered), within 60 s.
+    async fn next(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(60), self.socket.next())
+                .await
+                .expect("a message within 60 s")
+                .expect("open")
+                .expect("readable");
+            if let Message::Text(text) = message {
+                let value: Value = serde_json::from_str(&text).expect("json");
+                if value["type"] == "ping" {
+                    self.send(json!({"type": "pong"})).await;
+                    continue;
+                }
+                return value;
+            }
+        }
+    }
+
+    /// The payload data of the next `next` message of subscription `id`.
+    async fn event(&mut self, id: &str) -> Value {
+        loop {
+            let message = self.next().await;
+            assert_ne!(message["type"], "error", "{message:#}");
+            if message["type"] == "next" && message["id"] == id {
+                assert!(message["payload"].get("errors").is_none(), "{message:#}");
+                return message["payload"]["data"].clone();
+            }
+        }
+    }
+}
+
+/// `traceUpdates` delivers the spans as they arrive, then COMPLETED and PERSISTED; afterwards
+/// `trace` returns every span delivered; a late subscriber gets PERSISTED at once. `liveTraces`
+/// shows the trace's running summary.
+#[tokio::test(flavor = "multi_thread")]
+async fn live_trace_updates_end_with_persisted() {
+    let config = support::stack();
+    let (p, key) = support::project_with_key(&config).await;
+    let trace_id = uuid::Uuid::now_v7().simple().to_string();
+    let mut ws = Subscriber::connect(&config, &key).await;
+    ws.subscribe(
+        "t",
+        &format!("subscription {{ traceUpdates(projectId: \"{p}\", traceId: \"{trace_id}\") {{ kind spanCount span {{ spanId name model inputMessages }} }} }}"),
+    )
+    .await;
+    ws.subscribe(
+        "l",
+        &format!("subscription {{ liveTraces(projectId: \"{p}\", filter: {{models: [\"gpt-4o\"]}}) {{ kind trace {{ traceId spanCount status tokens {{ input }} }} }} }}"),
+    )
+    .await;
+    // Let the subscriptions register before the spans are sent.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut attributes = llm("gpt-4o", "openai", 1000, 300);
+    attributes.push(text(
+        "gen_ai.input.messages",
+        r#"[{"role":"user","parts":[{"type":"text","content":"live hello"}]}]"#,
+    ));
+    let child = Child {
+        name: "chat",
+        error: false,
+        attributes,
+    };
+    ingest(
+        &config,
+        &key,
+        &trace(
+            &trace_id,
+            "agent",
+            now_ns() - 1_000_000_000,
+            500_000_000,
+            child,
+        ),
+    )
+    .await;
+
+    let mut delivered = Vec::new();
+    let mut kinds = Vec::new();
+    let mut live_seen = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !kinds.contains(&"PERSISTED".to_owned()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kinds so far: {kinds:?}"
+        );
+        let message = ws.next().await;
+        assert_ne!(message["type"], "error", "{message:#}");
+        if message["type"] != "next" {
+            continue;
+        }
+        let data = &message["payload"]["data"];
+        if message["id"] == "l" {
+            let trace = &data["liveTraces"]["trace"];
+            if trace["traceId"] == trace_id.as_str() {
+                live_seen = true;
+                assert_eq!(trace["tokens"]["input"], 1000);
+            }
+            continue;
+        }
+        let update = &data["traceUpdates"];
+        let kind = update["kind"].as_str().expect("kind").to_owned();
+        if kind == "SPAN" {
+            delivered.push(update["span"]["spanId"].as_str().expect("id").to_owned());
+            if update["span"]["model"] == "gpt-4o" {
+                assert!(
+                    update["span"]["inputMessages"]
+                        .to_string()
+                        .contains("live hello")
+                );
+            }
+        }
+        if kind == "COMPLETED" || kind == "PERSISTED" {
+            assert_eq!(update["spanCount"], 2, "{update:#}");
+        }
+        if kind != "HEARTBEAT" {
+            kinds.push(kind);
+        }
+    }
+    assert_eq!(delivered.len(), 2, "{kinds:?}");
+    assert!(live_seen, "liveTraces showed the trace");
+    let completed = kinds.iter().position(|k| k == "COMPLETED");
+    let persisted = kinds.iter().position(|k| k == "PERSISTED");
+    assert!(completed.is_some_and(|c| Some(c) < persisted), "{kinds:?}");
+
+    let stored = data(gql(&config, Some(&key), "query($p: String!, $t: String!) { trace(projectId: $p, traceId: $t) { spans { edges { node { spanId } } } } }", json!({"p": p, "t": trace_id})).await);
+    let mut stored: Vec<String> = stored["trace"]["spans"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"]["spanId"].as_str().expect("id").to_owned())
+        .collect();
+    stored.sort();
+    delivered.sort();
+    assert_eq!(
+        stored, delivered,
+        "after PERSISTED the query returns every delivered span"
+    );
+
+    let mut late = Subscriber::connect(&config, &key).await;
+    late.subscribe("x", &format!("subscription {{ traceUpdates(projectId: \"{p}\", traceId: \"{trace_id}\") {{ kind }} }}")).await;
+    let mut late_kinds = Vec::new();
+    loop {
+        let kind = late.event("x").await["traceUpdates"]["kind"]
+            .as_str()
+            .expect("kind")
+            .to_owned();
+        late_kinds.push(kind.clone());
+        if kind == "PERSISTED" {
+            break;
+        }
+    }
+    assert_eq!(late_kinds, vec!["SPAN", "SPAN", "PERSISTED"]);
+    assert_eq!(
+        late.next().await["type"],
+        "complete",
+        "the stream ends after PERSISTED"
+    );
+}
