@@ -533,5 +533,6 @@ mod tests {
         assert!(!config.s3.force_path_style);
         assert_eq!(config.clickhouse.compression, ClickHouseCompression::Lz4);
         assert_eq!(config.gateway.http_listen.port(), 4318);
+        assert_eq!(config.graphql.listen.port(), 8080);
     }
 }
