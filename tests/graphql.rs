@@ -871,3 +871,87 @@ async fn live_trace_updates_end_with_persisted() {
         "the stream ends after PERSISTED"
     );
 }
+
+/// With the sink stopped, a subscription still shows a trace's spans (they come from
+/// `spans.enriched`, not from ClickHouse); once the sink is back, `PERSISTED` follows and the
+/// historical query returns the same spans. A stack of its own, since the sink is stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn live_spans_arrive_before_the_sink_stores_them() {
+    let stack = support::PrivateStack::new();
+    stack.must(&["up", "--quiet"]);
+    let config = stack.config.clone();
+    let key = stack.dev_key();
+    let (_, pid) = stack.state_of("sink");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid.expect("pid")).expect("fits"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while stack.state_of("sink").0 != "stopped" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sink did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let trace_id = uuid::Uuid::now_v7().simple().to_string();
+    let mut ws = Subscriber::connect(&config, &key).await;
+    ws.subscribe(
+        "t",
+        &format!("subscription {{ traceUpdates(projectId: \"default\", traceId: \"{trace_id}\") {{ kind span {{ spanId }} }} }}"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let child = Child {
+        name: "chat",
+        error: false,
+        attributes: llm("gpt-4o", "openai", 10, 5),
+    };
+    ingest(
+        &config,
+        &key,
+        &trace(&trace_id, "agent", now_ns() - 1_000_000_000, 1_000, child),
+    )
+    .await;
+    let mut delivered = Vec::new();
+    while delivered.len() < 2 {
+        let update = ws.event("t").await;
+        if update["traceUpdates"]["kind"] == "SPAN" {
+            delivered.push(
+                update["traceUpdates"]["span"]["spanId"]
+                    .as_str()
+                    .expect("id")
+                    .to_owned(),
+            );
+        }
+    }
+    let db =
+        spindle::clients::clickhouse(&config.clickhouse).with_database(&config.clickhouse.database);
+    let stored: u64 = db
+        .query("SELECT count() FROM spans WHERE project_id = 'default' AND trace_id = ?")
+        .bind(&trace_id)
+        .fetch_one()
+        .await
+        .expect("count");
+    assert_eq!(stored, 0, "the spans were live before any was stored");
+
+    stack.must(&["up", "--quiet"]);
+    loop {
+        let kind = ws.event("t").await["traceUpdates"]["kind"]
+            .as_str()
+            .expect("kind")
+            .to_owned();
+        if kind == "PERSISTED" {
+            break;
+        }
+    }
+    let answer = data(gql(&config, Some(&key), "query($t: String!) { trace(projectId: \"default\", traceId: $t) { spans { edges { node { spanId } } } } }", json!({"t": trace_id})).await);
+    let mut stored: Vec<String> = answer["trace"]["spans"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"]["spanId"].as_str().expect("id").to_owned())
+        .collect();
+    stored.sort();
+    delivered.sort();
+    assert_eq!(stored, delivered);
+}
