@@ -120,7 +120,10 @@ pub async fn sink(config: &Config) -> anyhow::Result<()> {
         events,
         dlq.clone(),
         clickhouse.clone(),
-        Duration::from_millis(config.sink.persisted_check_ms),
+        spindle_pipeline::sink::persisted::Timing {
+            check_every: Duration::from_millis(config.sink.persisted_check_ms),
+            give_up_after: Duration::from_millis(config.sink.persisted_give_up_ms),
+        },
         config.sink.store.retention_days_default,
         shutdown.clone(),
     ));

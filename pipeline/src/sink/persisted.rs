@@ -17,12 +17,19 @@ use spindle_schemas::topics::TRACES_EVENTS;
 use spindle_schemas::trace_events::{TRACE_EVENT_VERSION, TraceEvent, TraceEventKind};
 use tokio_util::sync::CancellationToken;
 
+/// How often waiting traces are checked, and when one is given up on.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub check_every: Duration,
+    pub give_up_after: Duration,
+}
+
 /// Consumes `traces.events` (subscribed, auto-commit off) until `shutdown` is cancelled.
 pub async fn run(
     consumer: StreamConsumer,
     producer: FutureProducer,
     clickhouse: clickhouse::Client,
-    check_every: Duration,
+    timing: Timing,
     retention_days: u16,
     shutdown: CancellationToken,
 ) -> Result<(), rdkafka::error::KafkaError> {
@@ -30,6 +37,12 @@ pub async fn run(
     let mut waiting: BTreeMap<(i32, i64), TraceEvent> = BTreeMap::new();
     // The next offset to commit per partition when nothing before it waits.
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let Timing {
+        check_every,
+        give_up_after,
+    } = timing;
+    // When each waiting event was first read.
+    let mut since: BTreeMap<(i32, i64), tokio::time::Instant> = BTreeMap::new();
     let mut last_check = tokio::time::Instant::now();
     while !shutdown.is_cancelled() {
         let received = tokio::select! {
@@ -43,7 +56,9 @@ pub async fn run(
                     if let Ok(event) = TraceEvent::decode(message.payload().unwrap_or_default())
                         && event.kind() == TraceEventKind::Completed
                     {
-                        waiting.insert((message.partition(), message.offset()), event);
+                        let slot = (message.partition(), message.offset());
+                        waiting.insert(slot, event);
+                        since.insert(slot, tokio::time::Instant::now());
                     }
                 }
                 Err(e) => {
@@ -64,14 +79,40 @@ pub async fn run(
                         && answer(&producer, &clickhouse, retention_days, event).await
                     {
                         waiting.remove(&slot);
+                        since.remove(&slot);
                     }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot count stored spans; retrying"),
         }
+        for slot in overdue(&since, give_up_after, tokio::time::Instant::now()) {
+            if let Some(event) = waiting.remove(&slot) {
+                metrics::counter!("spindle_sink_traces_given_up_total").increment(1);
+                tracing::warn!(
+                    trace = %event.key(),
+                    spans = event.span_count,
+                    "trace completed but not all its spans reached ClickHouse (dead-lettered or \
+                     past retention?); no `trace.persisted` will be emitted for it"
+                );
+            }
+            since.remove(&slot);
+        }
         commit(&consumer, &waiting, &next)?;
     }
     Ok(())
+}
+
+/// The waiting slots first read more than `limit` before `now`.
+fn overdue(
+    since: &BTreeMap<(i32, i64), tokio::time::Instant>,
+    limit: Duration,
+    now: tokio::time::Instant,
+) -> Vec<(i32, i64)> {
+    since
+        .iter()
+        .filter(|(_, at)| now.duration_since(**at) > limit)
+        .map(|(slot, _)| *slot)
+        .collect()
 }
 
 /// The waiting events whose spans are all live in ClickHouse.
@@ -204,4 +245,23 @@ fn commit(
         )?;
     }
     consumer.commit(&list, CommitMode::Async)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_events_waiting_past_the_limit_are_given_up() {
+        let now = tokio::time::Instant::now();
+        let since = BTreeMap::from([
+            ((0, 1), now - Duration::from_secs(700)),
+            ((0, 2), now - Duration::from_secs(10)),
+            ((1, 5), now - Duration::from_secs(601)),
+        ]);
+        assert_eq!(
+            overdue(&since, Duration::from_secs(600), now),
+            vec![(0, 1), (1, 5)]
+        );
+    }
 }

@@ -40,6 +40,9 @@ pub struct SinkConfig {
     pub retry_max_backoff_ms: u64,
     /// How often completed traces are checked for being fully stored.
     pub persisted_check_ms: u64,
+    /// A completed trace whose spans are still not all stored after this long (some were
+    /// dead-lettered, or expired on insert) is given up on, so it cannot hold back the rest.
+    pub persisted_give_up_ms: u64,
     /// How rows are written.
     pub store: StoreSettings,
 }
