@@ -22,6 +22,10 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# Build the web app (frontend/ → wasm) into the folder `spindle graphql` serves at `/`.
+web:
+    cargo run --quiet -- web
+
 # Apply pending ClickHouse migrations.
 migrate:
     cargo run --quiet -- migrate

@@ -48,8 +48,10 @@ enum Command {
     Sink,
     /// Run the projector that applies `platform.events` to Redis.
     Projector,
-    /// Run the GraphQL API (queries over ClickHouse, live subscriptions).
+    /// Run the GraphQL API (queries over ClickHouse, live subscriptions) and serve the web app.
     Graphql,
+    /// Build the web app (`frontend/`) into the folder `spindle graphql` serves.
+    Web,
     /// Issue and revoke API keys.
     Keys {
         #[command(subcommand)]
@@ -269,6 +271,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Sink => {
             crate::roles::sink(&config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Web => {
+            let mut out = crate::stack::Output::new(false);
+            crate::stack::web::build(&config, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Graphql => {

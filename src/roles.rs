@@ -232,6 +232,7 @@ pub async fn graphql(config: &Config) -> anyhow::Result<()> {
             settings.auth_cache_capacity,
         ),
         request_timeout: Duration::from_millis(settings.request_timeout_ms),
+        web_dir: crate::stack::web::dir(config)?,
     };
     let health = serve_health(
         config,

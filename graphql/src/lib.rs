@@ -6,7 +6,7 @@
 //! - [`store`]: every ClickHouse read, with bound parameters only.
 //! - [`live`]: one reader per topic per instance (no consumer group), fanned out in process.
 //! - [`auth`]: the principal of a request (a read-scoped API key), checked on every resolver.
-//! - [`server`]: `/graphql` (POST, GET), `/graphql/ws`, `/graphiql`.
+//! - [`server`]: `/graphql` (POST, GET), `/graphql/ws`, `/graphiql`, and the web app at `/`.
 //!
 //! It never writes to ClickHouse or Kafka.
 
@@ -49,6 +49,9 @@ pub struct GraphqlConfig {
     /// How long a resolved API key is trusted before Redis is asked again.
     pub auth_cache_ttl_ms: u64,
     pub auth_cache_capacity: usize,
+    /// The built web app (index.html, the wasm and its JS glue), served at `/`; empty means
+    /// `<data dir>/web`, where `spindle web` and `spindle up` build it.
+    pub web_dir: std::path::PathBuf,
     /// The live fan-out.
     pub live: live::LiveConfig,
 }

@@ -16,13 +16,18 @@ pub mod span;
 pub mod subscription;
 pub mod traces;
 pub mod types;
+pub mod viewer;
 
 /// The schema type served.
 pub type SpindleSchema = Schema<Query, EmptyMutation, subscription::Subscription>;
 
 /// Every query.
 #[derive(MergedObject, Default)]
-pub struct Query(traces::TraceQuery, analytics::AnalyticsQuery);
+pub struct Query(
+    traces::TraceQuery,
+    analytics::AnalyticsQuery,
+    viewer::ViewerQuery,
+);
 
 /// What resolvers share: the store, the live hub and the limits.
 #[derive(Clone)]

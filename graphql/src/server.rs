@@ -1,7 +1,9 @@
 //! The HTTP surface: `/graphql` (POST, and GET for queries), `/graphql/ws` (graphql-transport-ws
 //! and the older graphql-ws), `/graphiql`. Each request is authenticated once, gets its own
-//! span loader, and runs under `graphql.request_timeout_ms`.
+//! span loader, and runs under `graphql.request_timeout_ms`. Every other path serves the web
+//! app's files.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
@@ -13,6 +15,7 @@ use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use spindle_platform::api_keys::Resolver;
+use tower_http::services::{ServeDir, ServeFile};
 
 use crate::auth;
 use crate::error::ApiError;
@@ -26,15 +29,36 @@ pub struct Server {
     pub state: State,
     pub keys: Resolver,
     pub request_timeout: Duration,
+    /// The built web app, if any.
+    pub web_dir: PathBuf,
 }
 
-/// The routes of the API.
+/// The routes of the API; every other path serves the web app (a path that is not a file gets
+/// `index.html`, so the app's own routes work on reload).
 pub fn router(server: Server) -> Router {
-    Router::new()
+    let index = server.web_dir.join("index.html");
+    let web = ServeDir::new(&server.web_dir).fallback(ServeFile::new(&index));
+    let app = Router::new()
         .route("/graphql", get(query).post(query))
         .route("/graphql/ws", get(websocket))
         .route("/graphiql", get(graphiql))
-        .with_state(server)
+        .with_state(server);
+    if index.is_file() {
+        app.fallback_service(web)
+    } else {
+        app.fallback(not_built)
+    }
+}
+
+async fn not_built() -> Response {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        Html(
+            "<h1>The Spindle web app is not built</h1><p>Run <code>just web</code> (or \
+             <code>spindle web</code>), then reload. The API is at <a href=\"/graphiql\">/graphiql</a>.</p>",
+        ),
+    )
+        .into_response()
 }
 
 async fn query(
