@@ -74,13 +74,14 @@ pub async fn run(
         last_check = tokio::time::Instant::now();
         match persisted(&clickhouse, &waiting).await {
             Ok(done) => {
-                for slot in done {
-                    if let Some(event) = waiting.get(&slot)
-                        && answer(&producer, &clickhouse, retention_days, event).await
-                    {
-                        waiting.remove(&slot);
-                        since.remove(&slot);
-                    }
+                let ready: Vec<((i32, i64), &TraceEvent)> = done
+                    .iter()
+                    .filter_map(|slot| waiting.get(slot).map(|event| (*slot, event)))
+                    .collect();
+                let answered = answer(&producer, &clickhouse, retention_days, &ready).await;
+                for slot in answered {
+                    waiting.remove(&slot);
+                    since.remove(&slot);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot count stored spans; retrying"),
@@ -165,62 +166,74 @@ struct LifecycleRow<'a> {
     retention_days: u16,
 }
 
-/// Records the trace as persisted in `trace_lifecycle`, then emits `trace.persisted`; false
-/// when either failed (the event is answered again on the next check).
+/// Records the traces as persisted in `trace_lifecycle` (one insert), then emits their
+/// `trace.persisted` events (produced together); returns the slots fully answered. A slot not
+/// returned is answered again on the next check.
 async fn answer(
     producer: &FutureProducer,
     clickhouse: &clickhouse::Client,
     retention_days: u16,
-    completed: &TraceEvent,
-) -> bool {
+    ready: &[((i32, i64), &TraceEvent)],
+) -> Vec<(i32, i64)> {
+    if ready.is_empty() {
+        return Vec::new();
+    }
     let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
         .unwrap_or(i64::MAX);
     let recorded = async {
         let mut insert = clickhouse
             .insert::<LifecycleRow<'_>>("trace_lifecycle")
             .await?;
-        insert
-            .write(&LifecycleRow {
-                project_id: &completed.project_id,
-                trace_id: &completed.trace_id,
-                span_count: completed.span_count,
-                persisted_at: now_ms,
-                retention_days,
-            })
-            .await?;
+        for (_, completed) in ready {
+            insert
+                .write(&LifecycleRow {
+                    project_id: &completed.project_id,
+                    trace_id: &completed.trace_id,
+                    span_count: completed.span_count,
+                    persisted_at: now_ms,
+                    retention_days,
+                })
+                .await?;
+        }
         insert.end().await
     };
     if let Err(e) = recorded.await {
-        tracing::warn!(error = %e, trace = %completed.key(), "cannot record the trace as persisted; retrying");
-        return false;
+        tracing::warn!(error = %e, traces = ready.len(), "cannot record traces as persisted; retrying");
+        return Vec::new();
     }
-    let event = TraceEvent {
-        version: TRACE_EVENT_VERSION,
-        kind: TraceEventKind::Persisted as i32,
-        at_unix_nano: u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos())
-            .unwrap_or(0),
-        ..completed.clone()
-    };
-    let key = event.key();
-    let payload = event.encode_to_vec();
-    match producer
-        .send(
-            FutureRecord::to(TRACES_EVENTS.name)
-                .key(&key)
-                .payload(&payload),
-            Duration::from_secs(10),
-        )
+    let at = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(0);
+    let sends = ready.iter().map(|(slot, completed)| async move {
+        let event = TraceEvent {
+            version: TRACE_EVENT_VERSION,
+            kind: TraceEventKind::Persisted as i32,
+            at_unix_nano: at,
+            ..(*completed).clone()
+        };
+        let key = event.key();
+        let payload = event.encode_to_vec();
+        match producer
+            .send(
+                FutureRecord::to(TRACES_EVENTS.name)
+                    .key(&key)
+                    .payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+        {
+            Ok(_) => Some(*slot),
+            Err((e, _)) => {
+                tracing::warn!(error = %e, trace = %key, "cannot emit `trace.persisted`; retrying");
+                None
+            }
+        }
+    });
+    let answered: Vec<(i32, i64)> = futures::future::join_all(sends)
         .await
-    {
-        Ok(_) => {
-            metrics::counter!("spindle_sink_traces_persisted_total").increment(1);
-            true
-        }
-        Err((e, _)) => {
-            tracing::warn!(error = %e, trace = %key, "cannot emit `trace.persisted`; retrying");
-            false
-        }
-    }
+        .into_iter()
+        .flatten()
+        .collect();
+    metrics::counter!("spindle_sink_traces_persisted_total").increment(answered.len() as u64);
+    answered
 }
 
 /// Commits, per partition, the oldest waiting offset (or everything read when none waits).
