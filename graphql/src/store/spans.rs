@@ -66,11 +66,35 @@ pub struct SkeletonRow {
     pub tool: String,
 }
 
-/// A skeleton plus the heavy columns.
+/// A skeleton's columns plus the heavy ones (the `clickhouse` crate reads rows positionally
+/// and checks every column against a field, so the skeleton's fields are repeated, not
+/// flattened).
 #[derive(Debug, Clone, Row, Deserialize)]
 pub struct DetailRow {
-    #[serde(flatten)]
-    pub skeleton: SkeletonRow,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
+    pub name: String,
+    pub kind_name: String,
+    pub service_name: String,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub status_name: String,
+    pub status_message: String,
+    pub model_name: String,
+    pub provider_name: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub input_usd: Option<String>,
+    pub output_usd: Option<String>,
+    pub total_usd: Option<String>,
+    pub cost_status_name: String,
+    pub session_id: String,
+    pub user_id: String,
+    pub tool: String,
     pub input_messages: String,
     pub output_messages: String,
     pub messages_truncated: bool,
@@ -239,7 +263,33 @@ impl DetailRow {
             links,
             raw: ArchivePointer::parse(&self.raw_pointer),
             span_bytes: self.span_bytes,
-            ..self.skeleton.into_span(project_id)
+            ..SkeletonRow {
+                trace_id: self.trace_id,
+                span_id: self.span_id,
+                parent_span_id: self.parent_span_id,
+                name: self.name,
+                kind_name: self.kind_name,
+                service_name: self.service_name,
+                start_ns: self.start_ns,
+                end_ns: self.end_ns,
+                status_name: self.status_name,
+                status_message: self.status_message,
+                model_name: self.model_name,
+                provider_name: self.provider_name,
+                input_tokens: self.input_tokens,
+                output_tokens: self.output_tokens,
+                cache_read_tokens: self.cache_read_tokens,
+                cache_write_tokens: self.cache_write_tokens,
+                reasoning_tokens: self.reasoning_tokens,
+                input_usd: self.input_usd,
+                output_usd: self.output_usd,
+                total_usd: self.total_usd,
+                cost_status_name: self.cost_status_name,
+                session_id: self.session_id,
+                user_id: self.user_id,
+                tool: self.tool,
+            }
+            .into_span(project_id)
         }
     }
 }
