@@ -95,6 +95,11 @@ impl Output {
     }
 }
 
+/// Debian's `chromium` and `chromedriver`, installed when missing.
+pub fn browser() -> anyhow::Result<(PathBuf, PathBuf)> {
+    install::browser()
+}
+
 /// Brings the stack up; safe to call when it is partly or fully running.
 pub async fn up(config: &Config, out: &mut Output) -> anyhow::Result<()> {
     let started = Instant::now();

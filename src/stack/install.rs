@@ -96,6 +96,21 @@ pub(crate) fn redis_server(out: &mut Output) -> anyhow::Result<PathBuf> {
     find_on_path("redis-server").context("redis-server is still missing after apt-get install")
 }
 
+/// Returns the paths of Debian's `chromium` and `chromedriver`, installing both packages when
+/// either is missing (the browser end-to-end test drives the web app through WebDriver).
+pub(crate) fn browser() -> anyhow::Result<(PathBuf, PathBuf)> {
+    if let (Some(chromium), Some(driver)) = (find_on_path("chromium"), find_on_path("chromedriver"))
+    {
+        return Ok((chromium, driver));
+    }
+    apt_install(&["chromium", "chromium-driver"])?;
+    Ok((
+        find_on_path("chromium").context("chromium is still missing after apt-get install")?,
+        find_on_path("chromedriver")
+            .context("chromedriver is still missing after apt-get install")?,
+    ))
+}
+
 /// Returns the venv's Python with chDB importable, creating the venv when missing.
 pub(crate) fn chdb_python(tools_dir: &Path, out: &mut Output) -> anyhow::Result<PathBuf> {
     let venv = tools_dir.join("venv");
