@@ -35,3 +35,5 @@ bench:
     cargo build --release
     cargo run --release --quiet -- up --quiet
     cargo run --release --quiet -- bench gateway
+    cargo run --release --quiet -- bench pipeline
+    cargo run --release --quiet -- bench graphql

@@ -135,6 +135,20 @@ enum BenchTarget {
         #[arg(long, default_value_t = 120)]
         drain_timeout: u64,
     },
+    /// GraphQL API latency on a bulk-loaded project (trace by id with 10k spans, filtered trace
+    /// lists, 30-day metrics) and live latency (gateway ack → subscription event).
+    Graphql {
+        /// Spans the bench project must hold; loaded straight into ClickHouse when it holds
+        /// fewer (or they are more than a day old).
+        #[arg(long, default_value_t = 10_000_000)]
+        spans: u64,
+        /// Measured runs of each query, after one warm-up.
+        #[arg(long, default_value_t = 30)]
+        repeat: usize,
+        /// Live probes sent through the gateway.
+        #[arg(long, default_value_t = 100)]
+        probes: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -377,6 +391,29 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 pipeline::Count::Exact | pipeline::Count::InDoubt(_) => ExitCode::SUCCESS,
                 pipeline::Count::Missing(_) | pipeline::Count::Duplicated(_) => ExitCode::FAILURE,
             })
+        }
+        Command::Bench {
+            target:
+                BenchTarget::Graphql {
+                    spans,
+                    repeat,
+                    probes,
+                },
+        } => {
+            use crate::loadgen::graphql;
+            let options = graphql::Options {
+                spans,
+                repeat,
+                probes,
+            };
+            let report = graphql::run(&config, options).await?;
+            write!(
+                std::io::stdout().lock(),
+                "{}\n{}",
+                graphql::table(&report),
+                graphql::summary(&report)
+            )?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Entitlements {
             action:
@@ -670,6 +707,9 @@ fn test(args: &[String]) -> anyhow::Result<ExitCode> {
     if !status.success() {
         bail!("`spindle-schemas` does not compile for wasm32-unknown-unknown");
     }
+    // The browser end-to-end test drives Debian's chromium through chromedriver.
+    crate::stack::browser()
+        .context("cannot install chromium and chromedriver for the browser end-to-end test")?;
     let status = cargo()
         .args(["nextest", "run", "--workspace", "--no-fail-fast"])
         .args(args)

@@ -7,6 +7,7 @@
 //! `pipeline` (`spindle bench pipeline`) drives the whole path into ClickHouse with the same
 //! spans.
 
+pub mod graphql;
 pub mod pipeline;
 
 use std::fmt::Write as _;

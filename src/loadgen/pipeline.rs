@@ -64,8 +64,14 @@ pub struct Report {
     pub probes_sent: u64,
     /// Probes acknowledged but not visible within `drain_timeout`.
     pub probes_lost: u64,
+    /// Round trips of the probe polls, sorted: a probe is timed at the end of the poll that
+    /// saw it, so this bounds how much of its latency the measurement adds.
+    pub poll_round_trips: Vec<Duration>,
     /// CPU seconds by process over `window` (load and drain).
     pub cpu: Vec<(&'static str, f64)>,
+    /// Busy CPU seconds of the whole machine over `window`, from `/proc/stat`: what is not in
+    /// `cpu` was used by other work on the machine.
+    pub machine_cpu: f64,
     pub window: Duration,
     pub cores: usize,
     /// Peak resident memory (VmHWM, since the process started) in MiB.
@@ -97,6 +103,26 @@ impl Report {
             .map_or(0.0, |(_, c)| *c)
     }
 
+    /// CPU seconds of the stack's services (every watched process but the bench).
+    pub fn stack_cpu(&self) -> f64 {
+        self.cpu
+            .iter()
+            .filter(|(n, _)| *n != "bench")
+            .map(|(_, c)| c)
+            .sum()
+    }
+
+    /// The rate the stack could reach if CPU were its only limit and every core were its own:
+    /// acknowledged spans per stack CPU second, times the cores.
+    pub fn cpu_bound_ceiling(&self) -> f64 {
+        ceiling(self.acked_spans, self.stack_cpu(), self.cores)
+    }
+
+    /// Busy CPU seconds of the machine outside the watched processes.
+    pub fn other_cpu(&self) -> f64 {
+        (self.machine_cpu - self.cpu.iter().map(|(_, c)| c).sum::<f64>()).max(0.0)
+    }
+
     fn rss_of(&self, name: &str) -> f64 {
         self.peak_rss_mib
             .iter()
@@ -117,8 +143,8 @@ pub enum Count {
     Duplicated(u64),
 }
 
-/// Every local service the run watches, as named by its pid file.
-const WATCHED: [&str; 8] = [
+/// Every local service the run watches, as named by its pid file (absent ones are skipped).
+const WATCHED: [&str; 9] = [
     "gateway",
     "processor",
     "sink",
@@ -127,6 +153,19 @@ const WATCHED: [&str; 8] = [
     "s3",
     "redis",
     "projector",
+    "graphql",
+];
+/// The processes of the table's CPU column, in order.
+const TABLE_CPU: [&str; 9] = [
+    "gateway",
+    "processor",
+    "sink",
+    "kafka",
+    "clickhouse",
+    "s3",
+    "redis",
+    "projector",
+    "bench",
 ];
 const PROBE_EVERY: Duration = Duration::from_millis(100);
 const PROBE_SPANS: usize = 4;
@@ -182,6 +221,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<Report> {
     );
 
     let before: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
+    let machine_before = machine_busy_seconds();
     let started = Instant::now();
     let load = Arc::new(Load {
         url,
@@ -236,6 +276,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<Report> {
         tokio::time::sleep(COUNT_EVERY).await;
     }
     let window = started.elapsed();
+    let machine_cpu = machine_busy_seconds() - machine_before;
     let cpu = pids
         .iter()
         .zip(before)
@@ -246,8 +287,9 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<Report> {
         .filter(|(n, _)| matches!(*n, "gateway" | "processor" | "sink"))
         .map(|(n, pid)| (*n, peak_rss_mib(*pid)))
         .collect();
-    let (mut latencies, probes_lost) = poller.await??;
+    let (mut latencies, mut poll_round_trips, probes_lost) = poller.await??;
     latencies.sort_unstable();
+    poll_round_trips.sort_unstable();
     if queryable.is_some() {
         // Give a late duplicate the chance to show up before checking that none did.
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -269,7 +311,9 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<Report> {
         latencies,
         probes_sent: tally.probes,
         probes_lost,
+        poll_round_trips,
         cpu,
+        machine_cpu,
         window,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         peak_rss_mib,
@@ -430,15 +474,16 @@ struct Probe {
 }
 
 /// Polls `spans` for the pending probes until every one is visible or past `deadline` after
-/// its ack. Returns the latencies and the number of probes never seen.
+/// its ack. Returns the latencies, the polls' round trips and the number of probes never seen.
 async fn poll_probes(
     db: clickhouse::Client,
     project: String,
     mut found: mpsc::UnboundedReceiver<Probe>,
     deadline: Duration,
-) -> anyhow::Result<(Vec<Duration>, u64)> {
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>, u64)> {
     let mut pending: HashMap<String, (Instant, u64)> = HashMap::new();
     let mut latencies = Vec::new();
+    let mut round_trips = Vec::new();
     let mut lost = 0;
     let mut open = true;
     loop {
@@ -469,6 +514,7 @@ async fn poll_probes(
             break;
         }
         let traces: Vec<&str> = pending.keys().map(String::as_str).collect();
+        let asked = Instant::now();
         let visible = db
             .query(
                 "SELECT trace_id, count() FROM spans \
@@ -479,6 +525,7 @@ async fn poll_probes(
             .fetch_all::<(String, u64)>()
             .await;
         let seen = Instant::now();
+        round_trips.push(seen - asked);
         match visible {
             Ok(rows) => {
                 for (trace, rows) in rows {
@@ -501,7 +548,7 @@ async fn poll_probes(
         });
         tokio::time::sleep(POLL_EVERY).await;
     }
-    Ok((latencies, lost))
+    Ok((latencies, round_trips, lost))
 }
 
 /// Sends one export request, retrying failures up to `tries` attempts in all (an SDK would; a
@@ -573,6 +620,31 @@ async fn wait_until_accepted(url: &str, key: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Busy CPU seconds of the whole machine since boot.
+fn machine_busy_seconds() -> f64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|stat| busy_ticks(&stat))
+        .map_or(0.0, |ticks| ticks as f64 / super::clock_ticks_per_second())
+}
+
+/// Busy ticks from the `cpu` line of `/proc/stat`: user, nice, system, irq, softirq, steal
+/// (idle and iowait are not busy; guest time is already inside user).
+fn busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    Some(
+        [0, 1, 2, 5, 6, 7]
+            .iter()
+            .filter_map(|i| fields.get(*i))
+            .sum(),
+    )
+}
+
 /// Rows of the project with `sign = 1`, and the sum of `sign`.
 async fn count_rows(db: &clickhouse::Client, project: &str) -> anyhow::Result<(u64, i64)> {
     db.query("SELECT countIf(sign = 1), sum(sign) FROM spans WHERE project_id = ?")
@@ -620,6 +692,15 @@ fn rate(spans: u64, elapsed: Duration) -> f64 {
     if secs > 0.0 { spans as f64 / secs } else { 0.0 }
 }
 
+/// Spans per second that `cores` fully busy cores would carry at `cpu_seconds` per `spans`.
+fn ceiling(spans: u64, cpu_seconds: f64, cores: usize) -> f64 {
+    if cpu_seconds > 0.0 {
+        spans as f64 / cpu_seconds * cores as f64
+    } else {
+        0.0
+    }
+}
+
 /// CPU seconds as a share of the machine's capacity over `wall`, in percent.
 fn cpu_percent(cpu_seconds: f64, wall: Duration, cores: usize) -> f64 {
     let capacity = wall.as_secs_f64() * cores as f64;
@@ -649,8 +730,8 @@ fn count_verdict(stored: u64, acked: u64, in_doubt: u64) -> Count {
 }
 
 /// The header of the results table.
-pub const TABLE_HEADER: &str = "| load | offered spans/s | acked spans/s | sustained spans/s (ack → all queryable) | drain after load | ack → queryable p50 | p99 | max | probes lost / sent | failed req. / rejected spans | stored vs acked | CPU % of all cores: gateway / processor / sink / broker / clickhouse / s3 / redis / projector / bench | peak RSS MiB: gateway / processor / sink |\n\
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+pub const TABLE_HEADER: &str = "| load | offered spans/s | acked spans/s | sustained spans/s (ack → all queryable) | drain after load | ack → queryable p50 | p99 | max | probes lost / sent | failed req. / rejected spans | stored vs acked | CPU % of all cores: gateway / processor / sink / broker / clickhouse / s3 / redis / projector / bench / rest of machine | stack CPU-s per 1k spans (CPU-bound ceiling) | peak RSS MiB: gateway / processor / sink |\n\
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
 
 /// A markdown table of reports, one row each.
 pub fn table(reports: &[Report]) -> String {
@@ -677,14 +758,17 @@ pub fn table(reports: &[Report]) -> String {
             |q| format!("{:.1} s", q.saturating_sub(r.load).as_secs_f64()),
         );
         let ms = |q: f64| format!("{:.0} ms", percentile(&r.latencies, q).as_secs_f64() * 1e3);
-        let cpu: Vec<String> = WATCHED
+        let mut cpu: Vec<String> = TABLE_CPU
             .iter()
-            .chain(["bench"].iter())
             .map(|n| format!("{:.0}", cpu_percent(r.cpu_of(n), r.window, r.cores)))
             .collect();
+        cpu.push(format!(
+            "{:.0}",
+            cpu_percent(r.other_cpu(), r.window, r.cores)
+        ));
         let _ = writeln!(
             out,
-            "| {load} | {:.0} | {:.0} | {sustained} | {drain} | {} | {} | {} | {} / {} | {} / {} | {} | {} | {:.0} / {:.0} / {:.0} |",
+            "| {load} | {:.0} | {:.0} | {sustained} | {drain} | {} | {} | {} | {} / {} | {} / {} | {} | {} | {:.2} ({:.0} spans/s) | {:.0} / {:.0} / {:.0} |",
             r.offered_rate(),
             r.acked_rate(),
             ms(0.50),
@@ -701,6 +785,8 @@ pub fn table(reports: &[Report]) -> String {
                 Count::Duplicated(n) => format!("{n} DUPLICATED"),
             },
             cpu.join(" / "),
+            r.stack_cpu() / r.acked_spans.max(1) as f64 * 1000.0,
+            r.cpu_bound_ceiling(),
             r.rss_of("gateway"),
             r.rss_of("processor"),
             r.rss_of("sink"),
@@ -765,8 +851,11 @@ pub fn summary(r: &Report) -> String {
     let p99 = percentile(&r.latencies, 0.99);
     let _ = writeln!(
         out,
-        "ack → queryable over {} probes: p50 {:.3} s, p99 {:.3} s, max {:.3} s, {} never visible; target p99 ≤ {} s: {}",
+        "ack → queryable over {} probes (polls every {} ms, round trip p50 {:.0} ms, max {:.0} ms): p50 {:.3} s, p99 {:.3} s, max {:.3} s, {} never visible; target p99 ≤ {} s: {}",
         r.latencies.len(),
+        POLL_EVERY.as_millis(),
+        percentile(&r.poll_round_trips, 0.5).as_secs_f64() * 1e3,
+        percentile(&r.poll_round_trips, 1.0).as_secs_f64() * 1e3,
         percentile(&r.latencies, 0.50).as_secs_f64(),
         p99.as_secs_f64(),
         percentile(&r.latencies, 1.0).as_secs_f64(),
@@ -801,10 +890,21 @@ pub fn summary(r: &Report) -> String {
         .collect();
     let _ = writeln!(
         out,
-        "CPU over {:.1} s × {} cores: {}",
+        "the stack used {:.1} CPU s, {:.2} per 1000 spans: if CPU were the only limit, {} dedicated cores would carry {:.0} spans/s",
+        r.stack_cpu(),
+        r.stack_cpu() / r.acked_spans.max(1) as f64 * 1000.0,
+        r.cores,
+        r.cpu_bound_ceiling()
+    );
+    let _ = writeln!(
+        out,
+        "CPU over {:.1} s × {} cores: {}; machine busy {:.1} s ({:.0} %), of which outside the watched processes {:.1} s",
         r.window.as_secs_f64(),
         r.cores,
-        parts.join(", ")
+        parts.join(", "),
+        r.machine_cpu,
+        cpu_percent(r.machine_cpu, r.window, r.cores),
+        r.other_cpu()
     );
     out
 }
@@ -847,6 +947,15 @@ mod tests {
         assert_eq!(rate(10, Duration::ZERO), 0.0);
         assert_eq!(cpu_percent(30.0, Duration::from_secs(30), 2), 50.0);
         assert_eq!(cpu_percent(1.0, Duration::ZERO, 2), 0.0);
+        assert_eq!(ceiling(10_000, 20.0, 2), 1_000.0);
+        assert_eq!(ceiling(10_000, 0.0, 2), 0.0);
+    }
+
+    #[test]
+    fn busy_time_leaves_out_idle_and_iowait() {
+        let stat = "cpu  100 5 20 1000 50 3 2 1 7 0\ncpu0 50 2 10 500 25 1 1 0 0 0\n";
+        assert_eq!(busy_ticks(stat), Some(100 + 5 + 20 + 3 + 2 + 1));
+        assert_eq!(busy_ticks("intr 1 2 3\n"), None);
     }
 
     #[test]
@@ -921,7 +1030,9 @@ mod tests {
             latencies: (1..=100).map(|v| ms(v * 30)).collect(),
             probes_sent: 100,
             probes_lost: 0,
-            cpu: vec![("gateway", 4.0), ("processor", 40.0)],
+            poll_round_trips: vec![ms(10), ms(20)],
+            cpu: vec![("gateway", 4.0), ("processor", 40.0), ("bench", 1.0)],
+            machine_cpu: 55.0,
             window: Duration::from_secs(40),
             cores: 2,
             peak_rss_mib: vec![("gateway", 70.0)],
@@ -941,7 +1052,13 @@ mod tests {
             "{}",
             lines[2]
         );
-        assert!(lines[2].contains("| 5 / 50 / 0 / 0 / 0 / 0 / 0 / 0 / 0 |"));
+        assert!(
+            lines[2].contains("| 5 / 50 / 0 / 0 / 0 / 0 / 0 / 0 / 1 / 12 |"),
+            "{}",
+            lines[2]
+        );
+        // 44 CPU s of the stack (the bench's own CPU left out) for 100,000 spans, on 2 cores.
+        assert!(lines[2].contains("| 0.44 (4545 spans/s) |"), "{}", lines[2]);
     }
 
     #[test]
