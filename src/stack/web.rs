@@ -74,7 +74,14 @@ pub fn build(config: &Config, out: &mut Output) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&staging)
         .with_context(|| format!("cannot create `{}`", staging.display()))?;
     let status = Command::new(&bindgen)
-        .args(["--target", "web", "--no-typescript", "--out-name", "spindle_frontend", "--out-dir"])
+        .args([
+            "--target",
+            "web",
+            "--no-typescript",
+            "--out-name",
+            "spindle_frontend",
+            "--out-dir",
+        ])
         .arg(&staging)
         .arg(&wasm)
         .status()
@@ -139,7 +146,10 @@ fn wasm_target(out: &mut Output) -> anyhow::Result<()> {
     if String::from_utf8_lossy(&installed.stdout).contains("wasm32-unknown-unknown") {
         return Ok(());
     }
-    out.step("web app", "adding the wasm32-unknown-unknown target (rustup)");
+    out.step(
+        "web app",
+        "adding the wasm32-unknown-unknown target (rustup)",
+    );
     let status = Command::new("rustup")
         .args(["target", "add", "wasm32-unknown-unknown"])
         .status()
@@ -157,7 +167,9 @@ pub(crate) fn wasm_bindgen_version(lock: &Path) -> anyhow::Result<String> {
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
         if line.trim() == "name = \"wasm-bindgen\""
-            && let Some(version) = lines.next().and_then(|l| l.trim().strip_prefix("version = "))
+            && let Some(version) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = "))
         {
             return Ok(version.trim_matches('"').to_owned());
         }
@@ -177,7 +189,10 @@ fn wasm_bindgen(config: &Config, version: &str, out: &mut Output) -> anyhow::Res
     for dir in &config.stack.prebuilt_dirs {
         let candidate = dir.join(&name);
         if candidate.is_file() {
-            out.step("web app", &format!("copying the prebuilt {}", candidate.display()));
+            out.step(
+                "web app",
+                &format!("copying the prebuilt {}", candidate.display()),
+            );
             let partial = target.with_extension("partial");
             std::fs::copy(&candidate, &partial)
                 .with_context(|| format!("cannot copy `{}`", candidate.display()))?;
@@ -192,7 +207,13 @@ fn wasm_bindgen(config: &Config, version: &str, out: &mut Output) -> anyhow::Res
     let root = tools.join(&name);
     // Not `--locked`: its lockfile pins a `webpki-roots` release the registry no longer serves.
     let status = Command::new("cargo")
-        .args(["install", "wasm-bindgen-cli", "--version", version, "--root"])
+        .args([
+            "install",
+            "wasm-bindgen-cli",
+            "--version",
+            version,
+            "--root",
+        ])
         .arg(&root)
         .status()
         .context("cannot run `cargo install`")?;
@@ -212,7 +233,10 @@ fn target_dir(root: &Path) -> anyhow::Result<PathBuf> {
         .output()
         .context("cannot run `cargo metadata`")?;
     if !output.status.success() {
-        bail!("`cargo metadata` failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "`cargo metadata` failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let metadata: serde_json::Value =
         serde_json::from_slice(&output.stdout).context("`cargo metadata` printed no JSON")?;
