@@ -10,11 +10,12 @@ use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
 use async_graphql::{Data, ServerError};
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::Router;
-use axum::extract::{State as AxumState, WebSocketUpgrade};
+use axum::extract::{Request, State as AxumState, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use spindle_platform::api_keys::Resolver;
+use tower::ServiceExt as _;
 use tower_http::services::{ServeDir, ServeFile};
 
 use crate::auth;
@@ -38,16 +39,23 @@ pub struct Server {
 pub fn router(server: Server) -> Router {
     let index = server.web_dir.join("index.html");
     let web = ServeDir::new(&server.web_dir).fallback(ServeFile::new(&index));
-    let app = Router::new()
+    Router::new()
         .route("/graphql", get(query).post(query))
         .route("/graphql/ws", get(websocket))
         .route("/graphiql", get(graphiql))
-        .with_state(server);
-    if index.is_file() {
-        app.fallback_service(web)
-    } else {
-        app.fallback(not_built)
-    }
+        .with_state(server)
+        // Checked per request: `spindle up` may build the app after the server started.
+        .fallback(move |request: Request| {
+            let web = web.clone();
+            let built = index.is_file();
+            async move {
+                if built {
+                    web.oneshot(request).await.into_response()
+                } else {
+                    not_built().await
+                }
+            }
+        })
 }
 
 async fn not_built() -> Response {

@@ -352,7 +352,8 @@ fn role_launch(role: Role, config: &Config, data_dir: &Path) -> anyhow::Result<L
         program,
         args,
         cwd: data_dir.to_path_buf(),
-        env: vec![],
+        // Roles run inside the data dir: a relative `stack.data_dir` would resolve again there.
+        env: vec![("SPINDLE_HOME".into(), data_dir.display().to_string())],
     })
 }
 
