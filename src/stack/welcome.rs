@@ -129,27 +129,43 @@ pub(crate) async fn smoke_test(config: &Config, key: &str, out: &mut Output) -> 
         "exported 1 span over OTLP/HTTP: acknowledged once archived in S3 and produced to `spans.raw`",
     );
     let sent = std::time::Instant::now();
-    query_back(config, key, &trace_hex).await?;
-    out.step(
-        "query",
-        &format!(
-            "GraphQL returned it from ClickHouse {} ms after the acknowledgement \
-             (processor → sink → ClickHouse → http://{}/graphql)",
-            sent.elapsed().as_millis(),
-            config.graphql.listen
-        ),
-    );
+    if query_back(config, key, &trace_hex).await? {
+        out.step(
+            "query",
+            &format!(
+                "GraphQL returned it from ClickHouse {} ms after the acknowledgement \
+                 (processor → sink → ClickHouse → http://{}/graphql)",
+                sent.elapsed().as_millis(),
+                config.graphql.listen
+            ),
+        );
+    } else {
+        // Not an error: after a crash the consumers wait out the broker's session timeout
+        // before they take their partitions back, and the span is safe in Kafka meanwhile.
+        out.step(
+            "query",
+            &format!(
+                "the check span is acknowledged but not queryable yet after {} s: the processor \
+                 or the sink is still catching up (see their logs)",
+                QUERY_BACK_WAIT.as_secs()
+            ),
+        );
+    }
     Ok(())
 }
 
-/// Asks the GraphQL API for the check span until the pipeline has stored it.
-async fn query_back(config: &Config, key: &str, trace_id: &str) -> anyhow::Result<()> {
+/// How long `up` waits to read the check span back through GraphQL.
+const QUERY_BACK_WAIT: Duration = Duration::from_secs(20);
+
+/// Asks the GraphQL API for the check span until the pipeline has stored it; false when it
+/// is not stored within [`QUERY_BACK_WAIT`].
+async fn query_back(config: &Config, key: &str, trace_id: &str) -> anyhow::Result<bool> {
     let url = format!("http://{}/graphql", config.graphql.listen);
     let body = serde_json::json!({
         "query": "query($p: String!, $t: String!) { trace(projectId: $p, traceId: $t) { spans { edges { node { name } } } } }",
         "variables": { "p": DEV_PROJECT, "t": trace_id },
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + QUERY_BACK_WAIT;
     loop {
         let answer: serde_json::Value = reqwest::Client::new()
             .post(&url)
@@ -166,12 +182,10 @@ async fn query_back(config: &Config, key: &str, trace_id: &str) -> anyhow::Resul
             bail!("the GraphQL API refused the check query: {errors}");
         }
         if answer["data"]["trace"]["spans"]["edges"][0]["node"]["name"] == "spindle up check" {
-            return Ok(());
+            return Ok(true);
         }
         if std::time::Instant::now() > deadline {
-            bail!(
-                "the check span was not queryable through GraphQL within 60 s; see the processor and sink logs"
-            );
+            return Ok(false);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
