@@ -4,8 +4,8 @@
 //! days) straight into `spans` with `INSERT … SELECT … FROM numbers(…)`, 1M rows per statement;
 //! the materialized views fill `traces` and `usage_hourly` as they would for the sink. It does
 //! not go through the pipeline (`spindle bench pipeline` measures that). One trace holds 10,000
-//! spans in a tree seven levels deep. A project that already holds the dataset, loaded within
-//! the last day, is reused.
+//! spans in a 4-ary tree of eight levels. A project that already holds the dataset, loaded
+//! within the last day, is reused.
 //!
 //! Queries go through the real API over HTTP with a read key, each run `repeat` times after one
 //! warm-up. Live latency is measured with OTLP/HTTP probes through the gateway: from the
