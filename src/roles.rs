@@ -13,11 +13,6 @@ use crate::clients::{self, Dependency, Probes};
 use crate::config::Config;
 use crate::health::{self, Readiness};
 
-/// How long the broker may hold a fetch that has no data. tansu holds an empty fetch for the
-/// whole wait even when data arrives meanwhile, so librdkafka's 500 ms default would add up to
-/// half a second per hop to the time from acknowledgement to queryable.
-const FETCH_WAIT_MS: &str = "100";
-
 /// Projects whose price overrides one processor keeps cached.
 const PRICE_OVERRIDES_CACHED: usize = 10_000;
 
@@ -53,7 +48,6 @@ pub async fn processor(config: &Config) -> anyhow::Result<()> {
         .set("group.id", "spindle-processor")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", FETCH_WAIT_MS)
         .create()
         .context("cannot create the Kafka consumer")?;
     consumer
@@ -97,7 +91,6 @@ pub async fn sink(config: &Config) -> anyhow::Result<()> {
         .set("group.id", "spindle-sink")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", FETCH_WAIT_MS)
         .create()
         .context("cannot create the Kafka consumer")?;
     consumer
@@ -117,7 +110,6 @@ pub async fn sink(config: &Config) -> anyhow::Result<()> {
         .set("group.id", "spindle-sink-persisted")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", FETCH_WAIT_MS)
         .create()
         .context("cannot create the Kafka consumer")?;
     events
@@ -191,7 +183,6 @@ pub async fn projector(config: &Config) -> anyhow::Result<()> {
         .set("group.id", "spindle-projector")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", FETCH_WAIT_MS)
         .create()
         .context("cannot create the Kafka consumer")?;
     consumer

@@ -119,11 +119,12 @@ pub async fn up(config: &Config, out: &mut Output) -> anyhow::Result<()> {
     setup::topics(config, out).await?;
     setup::bucket(config, out).await?;
     setup::migrations(config, out).await?;
-    // A web app that does not build must not keep the API and the pipeline down: say so.
+    start_and_wait(config, &layout, &roles, out).await?;
+    // After the roles, so a crashed role is back before any build runs; a web app that does
+    // not build must not keep the API and the pipeline down: say so.
     if let Err(e) = web::build(config, out) {
         out.step("web app", &format!("NOT BUILT: {e:#}"));
     }
-    start_and_wait(config, &layout, &roles, out).await?;
     let key = welcome::dev_key(config, &layout, out).await?;
     welcome::smoke_test(config, &key, out).await?;
 

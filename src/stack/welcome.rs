@@ -155,7 +155,7 @@ pub(crate) async fn smoke_test(config: &Config, key: &str, out: &mut Output) -> 
 }
 
 /// How long `up` waits to read the check span back through GraphQL.
-const QUERY_BACK_WAIT: Duration = Duration::from_secs(20);
+const QUERY_BACK_WAIT: Duration = Duration::from_secs(10);
 
 /// Asks the GraphQL API for the check span until the pipeline has stored it; false when it
 /// is not stored within [`QUERY_BACK_WAIT`].
