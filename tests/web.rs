@@ -174,6 +174,14 @@ async fn the_web_app_shows_stored_and_live_traces() {
         .click()
         .await
         .expect("signs in");
+    // The app checks the key with the API before it stores it: leaving the page earlier would
+    // drop the sign-in.
+    client
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("[data-testid=sign-out]"))
+        .await
+        .expect("signed in (the sign-out button shows)");
     screenshot(&client, "1-signed-in").await;
 
     // The list shows the stored trace once the pipeline has it (reload until then).
@@ -182,32 +190,40 @@ async fn the_web_app_shows_stored_and_live_traces() {
         .await
         .expect("traces");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let rows = client
-            .find_all(Locator::Css("[data-testid=trace-row]"))
-            .await
-            .expect("rows");
-        let mut found = None;
-        for row in rows {
-            if row
-                .text()
+    'reload: loop {
+        // Give each load a few seconds to answer before asking again.
+        for _ in 0..10 {
+            let rows = client
+                .find_all(Locator::Css("[data-testid=trace-row]"))
                 .await
-                .unwrap_or_default()
-                .contains("refund agent")
-            {
-                found = Some(row);
+                .expect("rows");
+            for row in rows {
+                if row
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .contains("refund agent")
+                {
+                    screenshot(&client, "2-traces").await;
+                    row.click().await.expect("opens the trace");
+                    break 'reload;
+                }
             }
+            if std::time::Instant::now() > deadline {
+                screenshot(&client, "timeout").await;
+                panic!(
+                    "the trace never showed in the list (see timeout.png); page: {}",
+                    client
+                        .source()
+                        .await
+                        .unwrap_or_default()
+                        .chars()
+                        .take(4000)
+                        .collect::<String>()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        if let Some(row) = found {
-            screenshot(&client, "2-traces").await;
-            row.click().await.expect("opens the trace");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the trace never showed in the list"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
         client.refresh().await.expect("reload");
     }
     let rows = texts(&client, "[data-testid=span-row]", 2).await;
