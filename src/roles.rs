@@ -217,11 +217,11 @@ pub async fn graphql(config: &Config) -> anyhow::Result<()> {
         clients::clickhouse(&config.clickhouse).with_database(&settings.database),
         Duration::from_millis(settings.request_timeout_ms),
     );
-    let state = spindle_graphql::schema::State {
+    let state = spindle_graphql::schema::State::new(
         store,
         hub,
-        limits: spindle_graphql::schema::Limits::from_config(settings),
-    };
+        spindle_graphql::schema::Limits::from_config(settings),
+    );
     let redis = redis_manager(config).await?;
     let server = spindle_graphql::server::Server {
         schema: spindle_graphql::schema::build(Some(state.clone()), settings),

@@ -377,6 +377,257 @@ async fn cursor_pages_are_stable_while_new_traces_arrive() {
     assert_eq!(ids(&page(Value::Null).await)[0], newest);
 }
 
+/// Spans as OTLP/JSON: (span id, parent id, name, start, end).
+fn spans_body(trace_id: &str, spans: &[(String, String, String, i64, i64)]) -> Value {
+    let spans: Vec<Value> = spans
+        .iter()
+        .map(|(id, parent, name, start, end)| {
+            json!({"traceId": trace_id, "spanId": id, "parentSpanId": parent, "name": name,
+                   "kind": 1, "startTimeUnixNano": start.to_string(),
+                   "endTimeUnixNano": end.to_string()})
+        })
+        .collect();
+    json!({"resourceSpans": [{"resource": {"attributes": [text("service.name", "support-bot")]},
+        "scopeSpans": [{"spans": spans}]}]})
+}
+
+/// Lists by start time read the newest (or oldest) hour first and widen: pages must still
+/// reach back over days, in both directions, and a trace that crossed midnight is one trace,
+/// summed whole, placed by its real start.
+#[tokio::test(flavor = "multi_thread")]
+async fn start_time_pages_reach_back_over_days() {
+    let config = support::stack();
+    let (p, key) = support::project_with_key(&config).await;
+    let now = now_ns();
+    let day = 24 * 60 * MINUTE;
+    let midnight = now - now.rem_euclid(day) - day;
+    let id = || uuid::Uuid::now_v7().simple().to_string();
+    let (recent, hours, crossing, old) = (id(), id(), id(), id());
+    let two = |trace: &str, start: i64, child_start: i64| {
+        let prefix = &trace[..14];
+        spans_body(
+            trace,
+            &[
+                (
+                    format!("{prefix}01"),
+                    String::new(),
+                    "agent".into(),
+                    start,
+                    child_start + 5_000_000_000,
+                ),
+                (
+                    format!("{prefix}02"),
+                    format!("{prefix}01"),
+                    "step".into(),
+                    child_start,
+                    child_start + 5_000_000_000,
+                ),
+            ],
+        )
+    };
+    ingest(
+        &config,
+        &key,
+        &two(&recent, now - 10 * MINUTE, now - 10 * MINUTE),
+    )
+    .await;
+    ingest(
+        &config,
+        &key,
+        &two(&hours, now - 300 * MINUTE, now - 300 * MINUTE),
+    )
+    .await;
+    // Starts 10 s before midnight; its second span starts 5 s after.
+    ingest(
+        &config,
+        &key,
+        &two(
+            &crossing,
+            midnight - 10_000_000_000,
+            midnight + 5_000_000_000,
+        ),
+    )
+    .await;
+    ingest(&config, &key, &two(&old, now - 6 * day, now - 6 * day)).await;
+    wait_for_traces(&config, &key, &p, 4).await;
+
+    let walk = |direction: &'static str, range: Value| {
+        let (config, key, p) = (config.clone(), key.clone(), p.clone());
+        async move {
+            let mut seen = Vec::new();
+            let mut after = Value::Null;
+            loop {
+                let answer = data(
+                    gql(
+                        &config,
+                        Some(&key),
+                        LIST,
+                        json!({"p": p, "first": 1, "after": after,
+                               "f": {"timeRange": range},
+                               "o": {"field": "START_TIME", "direction": direction}}),
+                    )
+                    .await,
+                );
+                for edge in answer["traces"]["edges"].as_array().expect("edges") {
+                    let node = &edge["node"];
+                    seen.push((
+                        node["traceId"].as_str().expect("id").to_owned(),
+                        node["spanCount"].as_i64().expect("count"),
+                    ));
+                }
+                if answer["traces"]["pageInfo"]["hasNextPage"] != true {
+                    return seen;
+                }
+                after = answer["traces"]["pageInfo"]["endCursor"].clone();
+            }
+        }
+    };
+    let week = json!({"from": rfc3339(now - 7 * day), "to": rfc3339(now + MINUTE)});
+    let newest_first = vec![
+        (recent.clone(), 2),
+        (hours.clone(), 2),
+        (crossing.clone(), 2),
+        (old.clone(), 2),
+    ];
+    assert_eq!(walk("DESC", week.clone()).await, newest_first);
+    let mut oldest_first = newest_first.clone();
+    oldest_first.reverse();
+    assert_eq!(walk("ASC", week).await, oldest_first);
+    // From midnight on, the crossing trace started too early to be listed, even though one of
+    // its spans started inside the range; from a minute earlier it is listed whole.
+    let from_midnight = json!({"from": rfc3339(midnight), "to": rfc3339(now + MINUTE)});
+    assert_eq!(
+        walk("DESC", from_midnight).await,
+        vec![(recent.clone(), 2), (hours.clone(), 2)]
+    );
+    let before = json!({"from": rfc3339(midnight - MINUTE), "to": rfc3339(now + MINUTE)});
+    assert_eq!(
+        walk("ASC", before).await,
+        vec![(crossing, 2), (hours, 2), (recent, 2)]
+    );
+}
+
+/// A big trace pages through one tree: every span once, and the pages after the first read
+/// the tree the first page built, so a span that arrives in between does not shift them.
+#[tokio::test(flavor = "multi_thread")]
+async fn big_trace_pages_read_one_tree() {
+    let config = support::stack();
+    let (p, key) = support::project_with_key(&config).await;
+    let trace_id = uuid::Uuid::now_v7().simple().to_string();
+    let prefix = &trace_id[..12];
+    let start = now_ns() - 5 * MINUTE;
+    let mut spans = vec![(
+        format!("{prefix}0000"),
+        String::new(),
+        "agent".to_owned(),
+        start,
+        start + MINUTE,
+    )];
+    for n in 1..600_i64 {
+        spans.push((
+            format!("{prefix}{n:04x}"),
+            format!("{prefix}{:04x}", (n - 1) / 4),
+            format!("step {n}"),
+            start + n * 1_000_000,
+            start + n * 1_000_000 + 500_000,
+        ));
+    }
+    ingest(&config, &key, &spans_body(&trace_id, &spans)).await;
+    const PAGE: &str =
+        "query($p: String!, $t: String!, $after: String) { trace(projectId: $p, traceId: $t) {
+        spans(first: 250, after: $after) { totalCount edges { node { spanId depth } }
+          pageInfo { hasNextPage endCursor } } } }";
+    let page = |after: Value| {
+        let (config, key, p, trace_id) = (config.clone(), key.clone(), p.clone(), trace_id.clone());
+        async move {
+            data(
+                gql(
+                    &config,
+                    Some(&key),
+                    PAGE,
+                    json!({"p": p, "t": trace_id, "after": after}),
+                )
+                .await,
+            )["trace"]["spans"]
+                .clone()
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        let first = page(Value::Null).await;
+        if first["totalCount"] == 600 {
+            break first;
+        }
+        assert!(std::time::Instant::now() < deadline, "{first:#}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    // One more span, stored before the next pages are asked for.
+    let late = format!("{prefix}ffff");
+    let body = spans_body(
+        &trace_id,
+        &[(
+            late.clone(),
+            format!("{prefix}0000"),
+            "late".into(),
+            start + 1,
+            start + 2,
+        )],
+    );
+    ingest(&config, &key, &body).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = data(
+            gql(
+                &config,
+                Some(&key),
+                "query($p: String!, $t: String!, $s: String!) { span(projectId: $p, traceId: $t, spanId: $s) { spanId } }",
+                json!({"p": p, "t": trace_id, "s": late}),
+            )
+            .await,
+        );
+        if !answer["span"].is_null() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the late span was not stored in 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut ids: Vec<String> = Vec::new();
+    let mut current = first;
+    loop {
+        assert_eq!(
+            current["totalCount"], 600,
+            "pages after the first read its tree"
+        );
+        for edge in current["edges"].as_array().expect("edges") {
+            ids.push(edge["node"]["spanId"].as_str().expect("id").to_owned());
+        }
+        if current["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+        current = page(current["pageInfo"]["endCursor"].clone()).await;
+    }
+    assert_eq!(ids.len(), 600);
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), 600, "no span twice");
+    assert_eq!(ids[0], format!("{prefix}0000"));
+    // A first page reads the trace anew.
+    assert_eq!(page(Value::Null).await["totalCount"], 601);
+    // With the child selection charged once per 100 spans, the whole tree fits one request.
+    let whole = data(gql(&config, Some(&key), "query($p: String!, $t: String!) { trace(projectId: $p, traceId: $t) {
+        spans(first: 10000) { totalCount edges { node { spanId parentSpanId depth order name kind startTime endTime latencyMs status { code } model } } } } }",
+        json!({"p": p, "t": trace_id})).await);
+    assert_eq!(
+        whole["trace"]["spans"]["edges"]
+            .as_array()
+            .expect("edges")
+            .len(),
+        601
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn trace_span_sessions_users_metrics_usage_and_filter_values() {
     let config = support::stack();

@@ -29,12 +29,24 @@ pub struct Query(
     viewer::ViewerQuery,
 );
 
-/// What resolvers share: the store, the live hub and the limits.
+/// What resolvers share: the store, the live hub, the limits and recently built trace trees.
 #[derive(Clone)]
 pub struct State {
     pub store: Store,
     pub hub: Hub,
     pub limits: Limits,
+    pub trees: traces::TreeCache,
+}
+
+impl State {
+    pub fn new(store: Store, hub: Hub, limits: Limits) -> Self {
+        Self {
+            store,
+            hub,
+            limits,
+            trees: traces::TreeCache::default(),
+        }
+    }
 }
 
 /// The bounds resolvers enforce.

@@ -23,17 +23,27 @@ impl Store {
         Self { client, timeout }
     }
 
+    fn timeout_ms(&self) -> u64 {
+        u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+
     async fn fetch_all<T>(&self, sql: Sql) -> Result<Vec<T>, ApiError>
     where
         T: clickhouse::RowOwned + clickhouse::RowRead,
     {
-        let query = sql.into_query(&self.client);
+        // The engine stops on its own when the API gives up, so abandoned queries and their
+        // retries never pile up behind new ones.
+        let query = sql
+            .into_query(&self.client)
+            .with_option("max_execution_time", self.timeout.as_secs_f64().to_string());
         match tokio::time::timeout(self.timeout, query.fetch_all::<T>()).await {
             Ok(Ok(rows)) => Ok(rows),
+            // The engine's own limit (code 159) can fire just before ours.
+            Ok(Err(e)) if e.to_string().contains("TIMEOUT_EXCEEDED") => {
+                Err(ApiError::Timeout(self.timeout_ms()))
+            }
             Ok(Err(e)) => Err(ApiError::store(&e)),
-            Err(_) => Err(ApiError::Timeout(
-                u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
-            )),
+            Err(_) => Err(ApiError::Timeout(self.timeout_ms())),
         }
     }
 }

@@ -433,28 +433,27 @@ impl AnalyticsQuery {
             .collect();
         let sql = store::metrics_sql(&project_id, range, granularity, group_by, &kinds);
         let rows = store::metrics(&state.store, sql).await?;
-        let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         Ok(rows
             .into_iter()
             .map(|r| MetricPoint {
                 time: DateTime(r.bucket.saturating_mul(1_000_000_000)),
                 group: r.group_key,
-                span_count: signed(r.spans),
-                error_count: signed(r.errors),
+                span_count: r.spans,
+                error_count: r.errors,
                 error_rate: if r.spans > 0 {
                     r.errors as f64 / r.spans as f64
                 } else {
                     0.0
                 },
                 tokens: Tokens::new(
-                    signed(r.input_tokens),
-                    signed(r.output_tokens),
-                    signed(r.cache_read_tokens),
-                    signed(r.cache_write_tokens),
-                    signed(r.reasoning_tokens),
+                    r.input_tokens,
+                    r.output_tokens,
+                    r.cache_read_tokens,
+                    r.cache_write_tokens,
+                    r.reasoning_tokens,
                 ),
                 total_cost: Decimal(r.total_cost),
-                unknown_cost_spans: signed(r.unknown_cost_spans),
+                unknown_cost_spans: r.unknown_cost_spans,
                 latency_p50_ms: r.latency.first().copied().unwrap_or(0.0),
                 latency_p95_ms: r.latency.get(1).copied().unwrap_or(0.0),
                 latency_p99_ms: r.latency.get(2).copied().unwrap_or(0.0),

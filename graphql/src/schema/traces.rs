@@ -209,12 +209,40 @@ pub struct TraceConnection {
 
 /// A trace: its summary and its spans as a tree.
 pub struct Trace {
-    summary: Option<TraceSummary>,
     trace_id: String,
+    loaded: Arc<LoadedTrace>,
+    limits: super::Limits,
+}
+
+/// A trace as read for `trace(…)`.
+pub struct LoadedTrace {
+    summary: Option<TraceRow>,
     /// In tree order.
     spans: Vec<SpanNode>,
     truncated: bool,
-    limits: super::Limits,
+}
+
+/// Trees of big traces recently read, by project and trace, so that a client paging through
+/// one reads and builds it once: a request for a page after the first (`spans(after: …)`)
+/// reuses the tree the first page built, and its cursors, which are positions in that tree,
+/// stay consistent. A request for the first page always reads the trace anew.
+#[derive(Clone)]
+pub struct TreeCache(spindle_platform::cache::TtlCache<Arc<LoadedTrace>>);
+
+/// Trees with fewer spans are rebuilt for every page: they are cheap to read.
+const CACHED_TREE_MIN_SPANS: usize = 500;
+
+impl TreeCache {
+    pub fn new(ttl: std::time::Duration, capacity: usize) -> Self {
+        Self(spindle_platform::cache::TtlCache::new(ttl, capacity))
+    }
+}
+
+impl Default for TreeCache {
+    /// 30 s, long enough to scroll a big trace; 16 trees of at most `max_trace_spans` skeletons.
+    fn default() -> Self {
+        Self::new(std::time::Duration::from_secs(30), 16)
+    }
 }
 
 #[derive(SimpleObject)]
@@ -236,14 +264,18 @@ impl Trace {
     async fn trace_id(&self) -> &str {
         &self.trace_id
     }
-    async fn summary(&self) -> Option<&TraceSummary> {
-        self.summary.as_ref()
+    async fn summary(&self) -> Option<TraceSummary> {
+        self.loaded.summary.clone().map(TraceSummary::from)
     }
     /// The spans in tree order (depth first, children by start time), 200 per page unless
     /// `first` says otherwise (up to `graphql.max_trace_spans`). Message bodies
     /// are loaded only for the spans whose message fields are asked for.
+    ///
+    /// Complexity: the child selection once per 100 spans asked for. The whole tree is read
+    /// for any page and a node's skeleton fields are plain values already in memory, so a
+    /// 10,000-span trace fits in one request within the default limit.
     #[graphql(
-        complexity = "usize::try_from(first.unwrap_or(200)).unwrap_or(1).max(1) * child_complexity"
+        complexity = "(1 + usize::try_from(first.unwrap_or(200)).unwrap_or(0) / 100) * child_complexity"
     )]
     async fn spans(
         &self,
@@ -265,8 +297,8 @@ impl Trace {
             }
             None => 0,
         };
-        let page: Vec<SpanEdge> = self
-            .spans
+        let spans = &self.loaded.spans;
+        let page: Vec<SpanEdge> = spans
             .iter()
             .enumerate()
             .skip(start)
@@ -283,17 +315,17 @@ impl Trace {
             .collect();
         Ok(SpanConnection {
             page_info: PageInfo {
-                has_next_page: start + page.len() < self.spans.len(),
+                has_next_page: start + page.len() < spans.len(),
                 end_cursor: page.last().map(|e| e.cursor.clone()),
             },
             edges: page,
-            total_count: i32::try_from(self.spans.len()).unwrap_or(i32::MAX),
+            total_count: i32::try_from(spans.len()).unwrap_or(i32::MAX),
         })
     }
     /// True when the trace has more spans than `graphql.max_trace_spans` and only the first
     /// ones (by start time) are in the tree.
     async fn truncated(&self) -> bool {
-        self.truncated
+        self.loaded.truncated
     }
 }
 
@@ -439,6 +471,22 @@ impl TraceQuery {
         auth::project(ctx, &project_id)?;
         let state = ctx.data_unchecked::<State>();
         let trace_id = normalize_id(&trace_id, 32, "trace")?;
+        let key = format!("{project_id}/{trace_id}");
+        let later_page = ctx.field().selection_set().any(|field| {
+            field.name() == "spans"
+                && field.arguments().is_ok_and(|arguments| {
+                    arguments.iter().any(|(name, value)| {
+                        name.as_str() == "after" && *value != async_graphql::Value::Null
+                    })
+                })
+        });
+        if let Some(loaded) = later_page.then(|| state.trees.0.get(&key)).flatten() {
+            return Ok(Some(Trace {
+                trace_id,
+                loaded,
+                limits: state.limits.clone(),
+            }));
+        }
         let max = state.limits.max_trace_spans;
         let (summary, skeletons) = futures::try_join!(
             store_traces::summary(&state.store, &project_id, &trace_id),
@@ -450,11 +498,17 @@ impl TraceQuery {
         let truncated = skeletons.len() > max;
         let mut skeletons = skeletons;
         skeletons.truncate(max);
-        Ok(Some(Trace {
-            summary: summary.map(TraceSummary::from),
-            trace_id,
+        let loaded = Arc::new(LoadedTrace {
+            summary,
             spans: tree(skeletons),
             truncated,
+        });
+        if loaded.spans.len() >= CACHED_TREE_MIN_SPANS {
+            state.trees.0.insert(&key, loaded.clone());
+        }
+        Ok(Some(Trace {
+            trace_id,
+            loaded,
             limits: state.limits.clone(),
         }))
     }

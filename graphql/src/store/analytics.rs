@@ -164,24 +164,29 @@ impl GroupBy {
     }
 }
 
-/// One bucket of one group.
+/// One bucket of one group. Counts and sums are `sign`-weighted, hence signed.
 #[derive(Debug, Clone, PartialEq, Row, Deserialize)]
 pub struct MetricRow {
     pub bucket: i64,
     pub group_key: String,
-    pub spans: u64,
-    pub errors: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_read_tokens: u64,
-    pub cache_write_tokens: u64,
-    pub reasoning_tokens: u64,
+    pub spans: i64,
+    pub errors: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub reasoning_tokens: i64,
     pub total_cost: String,
-    pub unknown_cost_spans: u64,
+    pub unknown_cost_spans: i64,
     pub latency: Vec<f64>,
 }
 
 /// Metrics over spans (of `kinds`, when given) in `[from, to)`.
+///
+/// No `FINAL`: merging every part of a month by the full sorting key costs several times the
+/// aggregation itself. Sums weight each row by `sign`, so a replaced span's cancelled row and
+/// its replacement count once, as in `traces` and `usage_hourly`. Percentiles read the `+1`
+/// rows: until merges collapse a replacement, its old and new durations both count.
 pub fn metrics_sql(
     project_id: &str,
     range: (i64, i64),
@@ -192,14 +197,16 @@ pub fn metrics_sql(
     let mut sql = Sql::new(&format!(
         "SELECT toInt64(toUnixTimestamp(toStartOfInterval(toDateTime(start_time, 'UTC'), \
          INTERVAL {} SECOND))) AS bucket, {} AS group_key, \
-         count() AS spans, countIf(status_code = 'error') AS errors, \
-         sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, \
-         sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens, \
-         sum(reasoning_tokens) AS reasoning_tokens, \
-         toString(sum(ifNull(total_cost, toDecimal64(0, 12)))) AS total_cost, \
-         countIf(cost_status = 'unknown_model') AS unknown_cost_spans, \
-         arrayMap(q -> q / 1e6, quantiles(0.5, 0.95, 0.99)(duration_ns)) AS latency \
-         FROM spans FINAL WHERE project_id = ? \
+         toInt64(sum(sign)) AS spans, toInt64(sumIf(sign, status_code = 'error')) AS errors, \
+         toInt64(sum(sign * input_tokens)) AS input_tokens, \
+         toInt64(sum(sign * output_tokens)) AS output_tokens, \
+         toInt64(sum(sign * cache_read_tokens)) AS cache_read_tokens, \
+         toInt64(sum(sign * cache_write_tokens)) AS cache_write_tokens, \
+         toInt64(sum(sign * reasoning_tokens)) AS reasoning_tokens, \
+         toString(sum(sign * ifNull(total_cost, toDecimal64(0, 12)))) AS total_cost, \
+         toInt64(sumIf(sign, cost_status = 'unknown_model')) AS unknown_cost_spans, \
+         arrayMap(q -> q / 1e6, quantilesIf(0.5, 0.95, 0.99)(duration_ns, sign = 1)) AS latency \
+         FROM spans WHERE project_id = ? \
          AND start_time >= fromUnixTimestamp64Nano(?) AND start_time < fromUnixTimestamp64Nano(?)",
         granularity.seconds(),
         group_by.expr()
@@ -208,7 +215,9 @@ pub fn metrics_sql(
     if !kinds.is_empty() {
         sql.push_bound(" AND has(?, toString(kind))", [Bind::Strs(kinds.to_vec())]);
     }
-    sql.push(" GROUP BY bucket, group_key ORDER BY bucket, group_key LIMIT 100000");
+    sql.push(
+        " GROUP BY bucket, group_key HAVING spans != 0 ORDER BY bucket, group_key LIMIT 100000",
+    );
     sql
 }
 

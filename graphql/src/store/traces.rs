@@ -161,11 +161,17 @@ pub fn list_sql(
     sql.push(ROW_COLUMNS)
         .push(" FROM (SELECT ")
         .push(SUMMARY_COLUMNS);
+    // A trace has a row per day its spans started on: one day before `from` is read too, so a
+    // trace that crossed midnight into the first day is summed whole (and left out when it
+    // started before `from`) rather than counted from its second day.
     sql.push_bound(
         " FROM traces WHERE project_id = ? \
-         AND day >= toDate(fromUnixTimestamp64Nano(?)) AND day <= toDate(fromUnixTimestamp64Nano(?))",
+         AND day >= toDate(fromUnixTimestamp64Nano(?)) - 1 AND day <= toDate(fromUnixTimestamp64Nano(?))",
         [s(project_id), i(filter.from_ns), i(filter.to_ns)],
     );
+    if let Some(traces) = owner_conditions(project_id, filter) {
+        sql.push(" AND trace_id IN (").append(traces).push(")");
+    }
     if let Some(spans) = span_conditions(project_id, filter) {
         sql.push(" AND trace_id IN (").append(spans).push(")");
     }
@@ -247,6 +253,28 @@ fn trace_conditions(sql: &mut Sql, filter: &TraceFilter) -> Result<(), ApiError>
     Ok(())
 }
 
+/// `SELECT trace_id FROM traces …` for a session or user filter, or `None`. Tested on the rows
+/// before they are summed, the `idx_session_id`/`idx_user_id` bloom filters skip the granules
+/// of everyone else; the summed `session`/`user` are still tested after the aggregation.
+fn owner_conditions(project_id: &str, filter: &TraceFilter) -> Option<Sql> {
+    if filter.session_id.is_none() && filter.user_id.is_none() {
+        return None;
+    }
+    let mut sql = Sql::default();
+    sql.push_bound(
+        "SELECT trace_id FROM traces WHERE project_id = ? \
+         AND day >= toDate(fromUnixTimestamp64Nano(?)) - 1 AND day <= toDate(fromUnixTimestamp64Nano(?))",
+        [s(project_id), i(filter.from_ns), i(filter.to_ns)],
+    );
+    if let Some(session) = &filter.session_id {
+        sql.push_bound(" AND session_id = ?", [s(session.clone())]);
+    }
+    if let Some(user) = &filter.user_id {
+        sql.push_bound(" AND user_id = ?", [s(user.clone())]);
+    }
+    Some(sql)
+}
+
 /// `SELECT trace_id FROM spans …` for the conditions only spans can answer, or `None`.
 fn span_conditions(project_id: &str, filter: &TraceFilter) -> Option<Sql> {
     let mut conditions: Vec<Sql> = Vec::new();
@@ -312,7 +340,16 @@ fn span_conditions(project_id: &str, filter: &TraceFilter) -> Option<Sql> {
     Some(sql)
 }
 
+/// The first time window a list by start time reads; each next one is [`WIDEN`] times wider.
+const FIRST_WINDOW_NS: i64 = 3_600 * 1_000_000_000;
+const WIDEN: i64 = 8;
+
 /// One page of trace summaries.
+///
+/// Summing a trace's rows is the cost of a list, and it grows with the range. Ordered by start
+/// time, a page can only hold the traces nearest the end it starts from, so the newest (or
+/// oldest) hour is read first and the window widens until it fills the page or covers the
+/// range: a full page from a narrower window is exactly the page of the whole range.
 pub async fn list(
     store: &Store,
     project_id: &str,
@@ -322,8 +359,51 @@ pub async fn list(
     after: Option<&Cursor>,
     limit: usize,
 ) -> Result<Vec<TraceRow>, ApiError> {
-    let sql = list_sql(project_id, filter, order, descending, after, limit)?;
-    store.fetch_all(sql).await
+    if order != TraceOrder::StartTime {
+        let sql = list_sql(project_id, filter, order, descending, after, limit)?;
+        return store.fetch_all(sql).await;
+    }
+    let mut width = FIRST_WINDOW_NS;
+    loop {
+        let (window, whole) = start_window(filter, descending, after, width);
+        let sql = list_sql(project_id, &window, order, descending, after, limit)?;
+        let rows: Vec<TraceRow> = store.fetch_all(sql).await?;
+        if whole || rows.len() >= limit {
+            return Ok(rows);
+        }
+        width = width.saturating_mul(WIDEN);
+    }
+}
+
+/// The part of `filter`'s range a start-time page reads with a window of `width`, and whether
+/// that is all of what is left of the range.
+fn start_window(
+    filter: &TraceFilter,
+    descending: bool,
+    after: Option<&Cursor>,
+    width: i64,
+) -> (TraceFilter, bool) {
+    // The keyset condition keeps starts at or beyond the cursor's; a cursor that does not
+    // parse is refused by `list_sql`.
+    let cursor = after.and_then(|c| c.value.parse::<i64>().ok());
+    let (from, to) = if descending {
+        let to = cursor.map_or(filter.to_ns, |c| c.saturating_add(1).min(filter.to_ns));
+        (to.saturating_sub(width).max(filter.from_ns), to)
+    } else {
+        let from = cursor.map_or(filter.from_ns, |c| c.max(filter.from_ns));
+        (from, from.saturating_add(width).min(filter.to_ns))
+    };
+    let whole = if descending {
+        from <= filter.from_ns
+    } else {
+        to >= filter.to_ns
+    };
+    let window = TraceFilter {
+        from_ns: from,
+        to_ns: to.max(from),
+        ..filter.clone()
+    };
+    (window, whole)
 }
 
 /// One trace's summary, if any of its spans are stored.
@@ -422,6 +502,56 @@ mod tests {
             sql.text
                 .ends_with("ORDER BY start_ns ASC, trace_id ASC LIMIT 10")
         );
+    }
+
+    #[test]
+    fn user_and_session_filters_narrow_the_rows_before_summing() {
+        let filter = TraceFilter {
+            user_id: Some("u-1".into()),
+            ..day()
+        };
+        let sql = list_sql("p", &filter, TraceOrder::StartTime, true, None, 10).expect("sql");
+        let inner = sql
+            .text
+            .find("trace_id IN (SELECT trace_id FROM traces")
+            .expect("pre-filter");
+        assert!(inner < sql.text.find("GROUP BY trace_id").expect("aggregation"));
+        assert!(sql.text.contains("AND user_id = ?"), "{}", sql.text);
+        assert!(sql.text.contains("AND user = ?"), "{}", sql.text);
+        assert_eq!(sql.text.matches('?').count(), sql.binds.len());
+    }
+
+    #[test]
+    fn start_time_windows_widen_from_the_end_a_page_starts_at() {
+        let range = day();
+        let hour = FIRST_WINDOW_NS;
+        let (newest, whole) = start_window(&range, true, None, hour);
+        assert_eq!(
+            (newest.from_ns, newest.to_ns),
+            (range.to_ns - hour, range.to_ns)
+        );
+        assert!(!whole);
+        let (oldest, _) = start_window(&range, false, None, hour);
+        assert_eq!(
+            (oldest.from_ns, oldest.to_ns),
+            (range.from_ns, range.from_ns + hour)
+        );
+        // After a cursor, the window starts at the cursor's start (inclusive).
+        let after = Cursor {
+            ordering: "x".into(),
+            value: (range.to_ns - 10 * hour).to_string(),
+            key: "ab".into(),
+        };
+        let (next, _) = start_window(&range, true, Some(&after), hour);
+        assert_eq!(next.to_ns, range.to_ns - 10 * hour + 1);
+        assert_eq!(next.from_ns, next.to_ns - hour);
+        // A window wider than what is left covers the rest, and says so.
+        let (all, whole) = start_window(&range, true, Some(&after), 100 * hour);
+        assert_eq!(all.from_ns, range.from_ns);
+        assert!(whole);
+        let (all, whole) = start_window(&range, false, None, 100 * hour);
+        assert_eq!(all.to_ns, range.to_ns);
+        assert!(whole);
     }
 
     #[test]
