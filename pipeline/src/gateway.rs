@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde::Deserialize;
 use spindle_platform::api_keys::{Principal, Resolver};
 use spindle_platform::entitlements::Limits;
@@ -105,6 +106,13 @@ pub fn producer_settings(config: &GatewayConfig) -> Vec<(&'static str, String)> 
     vec![
         ("acks", "all".into()),
         ("enable.idempotence", "true".into()),
+        // One request in flight per broker connection. An idempotent producer already sends
+        // one request at a time per partition (librdkafka counts in-flight messages against
+        // its limit of five requests); a partition whose batch is due while its request is in
+        // flight made the broker thread poll with a zero timeout, in a loop, until the answer
+        // came: with a slow broker that was most of the gateway's CPU. With one request per
+        // connection, the due batch waits in the send queue and the thread sleeps.
+        ("max.in.flight.requests.per.connection", "1".into()),
         ("compression.type", "lz4".into()),
         ("linger.ms", config.produce_linger_ms.to_string()),
         ("batch.size", "1000000".into()),
@@ -141,6 +149,9 @@ struct Inner {
 }
 
 const KIB: usize = 1024;
+
+/// How long to wait before enqueueing again when the producer's queue is full.
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(100);
 
 impl Gateway {
     /// Resolves the presented key; it must carry the `ingest` scope.
@@ -196,8 +207,10 @@ impl Gateway {
             .await
             .map_err(GatewayError::Limit)?;
 
-        let keep = |span: &wire::SpanView<'_>| validate::is_valid(span, received_at);
-        let archived = if verdict.rejected_spans == 0 {
+        // Spans are checked again only when some were rejected.
+        let all_valid = verdict.rejected_spans == 0;
+        let keep = |span: &wire::SpanView<'_>| all_valid || validate::is_valid(span, received_at);
+        let archived = if all_valid {
             body.clone()
         } else {
             Bytes::from(wire::filtered_request(&resources, keep))
@@ -219,7 +232,9 @@ impl Gateway {
             .record(started.elapsed().as_secs_f64());
 
         let started = Instant::now();
-        let records = batch::records(
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(self.inner.config.produce_timeout_ms);
+        let mut records = batch::Records::new(
             &resources,
             keep,
             &principal.workspace_id,
@@ -227,39 +242,39 @@ impl Gateway {
             received_at,
             &pointer,
         );
-        let timeout = Duration::from_millis(self.inner.config.produce_timeout_ms);
-        let sends = records.iter().map(|record| {
-            let producer = &self.inner.producer;
-            async move {
-                producer
-                    .send(
-                        FutureRecord::to(SPANS_RAW.name)
-                            .key(&record.key)
-                            .payload(&record.payload),
-                        timeout,
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(|(e, _)| e.to_string())
+        // One buffer for every record: librdkafka copies each payload when it is enqueued.
+        let mut payload = Vec::new();
+        let mut deliveries = Vec::new();
+        while let Some(key) = records.next_into(&mut payload) {
+            deliveries.push(self.enqueue(&key, &payload, deadline).await?);
+        }
+        // Awaited in order: only the record awaited registers a waker, so a request is woken
+        // about once per produce batch rather than once per record.
+        let acknowledged = async {
+            for delivery in deliveries {
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => return Err(e.to_string()),
+                    Err(_) => return Err(KafkaError::Canceled.to_string()),
+                }
             }
-        });
-        let results = tokio::time::timeout(timeout, futures::future::join_all(sends))
+            Ok(())
+        };
+        let acknowledged = tokio::time::timeout_at(deadline, acknowledged)
             .await
             .map_err(|_| GatewayError::Unavailable {
                 what: "kafka",
                 reason: format!(
                     "no acknowledgement from the brokers within {} ms",
-                    timeout.as_millis()
+                    self.inner.config.produce_timeout_ms
                 ),
             })?;
         metrics::histogram!("spindle_gateway_produce_seconds")
             .record(started.elapsed().as_secs_f64());
-        if let Some(Err(reason)) = results.into_iter().find(Result::is_err) {
-            return Err(GatewayError::Unavailable {
-                what: "kafka",
-                reason,
-            });
-        }
+        acknowledged.map_err(|reason| GatewayError::Unavailable {
+            what: "kafka",
+            reason,
+        })?;
         if let Err(e) = self
             .inner
             .limits
@@ -272,6 +287,36 @@ impl Gateway {
         metrics::counter!("spindle_gateway_spans_total", "outcome" => "accepted", "reason" => "")
             .increment(verdict.accepted_spans);
         Ok(accepted)
+    }
+
+    /// Hands one record to the producer, which copies it; while its queue is full, retries
+    /// until `deadline`.
+    async fn enqueue(
+        &self,
+        key: &str,
+        payload: &[u8],
+        deadline: tokio::time::Instant,
+    ) -> Result<DeliveryFuture, GatewayError> {
+        loop {
+            let record = FutureRecord::to(SPANS_RAW.name).key(key).payload(payload);
+            match self.inner.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep_until(
+                        deadline.min(tokio::time::Instant::now() + QUEUE_FULL_BACKOFF),
+                    )
+                    .await;
+                }
+                Err((e, _)) => {
+                    return Err(GatewayError::Unavailable {
+                        what: "kafka",
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
     }
 
     fn config(&self) -> &GatewayConfig {

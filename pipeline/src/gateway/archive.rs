@@ -1,7 +1,8 @@
 //! Group commit of accepted requests to the S3 archive.
 //!
 //! Requests arriving within `window` share one object per project under
-//! `raw/<project>/<yyyy>/<mm>/<dd>/<hh>/<batch-id>.pb` (an [`ArchiveObject`]: the list of
+//! `raw/<project>/<yyyy>/<mm>/<dd>/<hh>/<batch-id>.pb` (an
+//! [`ArchiveObject`](spindle_schemas::raw::ArchiveObject): the list of
 //! requests is the index replay walks). Each caller gets the object key and its index once the
 //! PUT succeeded, or the error; a window is flushed while the next one fills.
 
@@ -9,9 +10,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use aws_sdk_s3::primitives::{ByteStream, SdkBody};
+use bytes::{Bytes, BytesMut};
 use prost::Message;
-use spindle_schemas::raw::{ARCHIVE_VERSION, ArchiveObject, ArchivePointer, ArchivedRequest};
+use spindle_schemas::raw::{ARCHIVE_VERSION, ArchivePointer, ArchivedRequest};
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -132,23 +134,20 @@ async fn flush(s3: &aws_sdk_s3::Client, settings: &ArchiveSettings, jobs: Vec<Jo
             replies.push(job.reply);
             requests.push(job.entry);
         }
-        let object = ArchiveObject {
-            version: ARCHIVE_VERSION,
-            workspace_id,
-            project_id,
-            requests,
-        };
-        let body = object.encode_to_vec();
+        let object = ObjectBody::new(&workspace_id, &project_id, &requests);
         let started = Instant::now();
         let put = s3
             .put_object()
             .bucket(&settings.bucket)
             .key(&key)
             .content_type("application/x-protobuf")
-            .body(body.into())
+            .content_length(i64::try_from(object.len).unwrap_or(i64::MAX))
+            // Computed here, so the SDK neither buffers the body nor hashes it again.
+            .checksum_crc32(object.crc32())
+            .body(object.into_stream())
             .customize()
-            // The body's CRC32 checksum (sent by default) guards integrity; signing the payload
-            // too would hash every archived byte with SHA-256 (8 % of the gateway's CPU).
+            // The body's CRC32 checksum guards integrity; signing the payload too would hash
+            // every archived byte with SHA-256 (8 % of the gateway's CPU).
             .disable_payload_signing()
             .send();
         let result = match tokio::time::timeout(settings.timeout, put).await {
@@ -177,6 +176,117 @@ async fn flush(s3: &aws_sdk_s3::Client, settings: &ArchiveSettings, jobs: Vec<Jo
     futures::future::join_all(writes).await;
 }
 
+/// An [`ArchiveObject`](spindle_schemas::raw::ArchiveObject)'s encoding as chunks: the framing, and between it the requests' own
+/// bytes, so writing an object copies none of them into one buffer first. The bytes are
+/// exactly what `ArchiveObject::encode_to_vec` writes (tested).
+#[derive(Debug, Clone)]
+struct ObjectBody {
+    chunks: Arc<[Bytes]>,
+    len: u64,
+}
+
+impl ObjectBody {
+    fn new(workspace_id: &str, project_id: &str, requests: &[ArchivedRequest]) -> Self {
+        use bytes::BufMut as _;
+        use prost::encoding::{WireType, encode_key, encode_varint, fixed64, uint32};
+        // Proto3 leaves out fields holding their default value, as prost does.
+        fn put_len(out: &mut BytesMut, number: u32, len: usize) {
+            encode_key(number, WireType::LengthDelimited, out);
+            encode_varint(len as u64, out);
+        }
+        let mut framing = BytesMut::with_capacity(
+            32 + workspace_id.len() + project_id.len() + requests.len() * 64,
+        );
+        let mut chunks = Vec::with_capacity(2 * requests.len() + 1);
+        if ARCHIVE_VERSION != 0 {
+            uint32::encode(1, &ARCHIVE_VERSION, &mut framing);
+        }
+        for (number, text) in [(2, workspace_id), (3, project_id)] {
+            if !text.is_empty() {
+                put_len(&mut framing, number, text.len());
+                framing.put_slice(text.as_bytes());
+            }
+        }
+        for request in requests {
+            put_len(&mut framing, 4, request.encoded_len());
+            if request.received_at_unix_nano != 0 {
+                fixed64::encode(1, &request.received_at_unix_nano, &mut framing);
+            }
+            if !request.transport.is_empty() {
+                put_len(&mut framing, 2, request.transport.len());
+                framing.put_slice(request.transport.as_bytes());
+            }
+            if !request.request.is_empty() {
+                // The request's own bytes follow as a chunk of their own.
+                put_len(&mut framing, 3, request.request.len());
+                chunks.push(framing.split().freeze());
+                chunks.push(request.request.clone());
+            }
+        }
+        if !framing.is_empty() {
+            chunks.push(framing.freeze());
+        }
+        let len = chunks.iter().map(|c| c.len() as u64).sum();
+        Self {
+            chunks: chunks.into(),
+            len,
+        }
+    }
+
+    /// The CRC32 of the body, base64-encoded as the `x-amz-checksum-crc32` header wants it.
+    fn crc32(&self) -> String {
+        use base64::Engine as _;
+        let mut crc = crc32fast::Hasher::new();
+        for chunk in self.chunks.iter() {
+            crc.update(chunk);
+        }
+        base64::engine::general_purpose::STANDARD.encode(crc.finalize().to_be_bytes())
+    }
+
+    /// The body for the SDK; retries send the same chunks again.
+    fn into_stream(self) -> ByteStream {
+        ByteStream::new(SdkBody::retryable(move || {
+            SdkBody::from_body_1_x(Chunks {
+                chunks: self.chunks.clone(),
+                next: 0,
+                remaining: self.len,
+            })
+        }))
+    }
+}
+
+/// An HTTP body yielding chunks in order, with its exact length.
+struct Chunks {
+    chunks: Arc<[Bytes]>,
+    next: usize,
+    remaining: u64,
+}
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let Some(chunk) = self.chunks.get(self.next).cloned() else {
+            return std::task::Poll::Ready(None);
+        };
+        self.next += 1;
+        self.remaining -= chunk.len() as u64;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.next == self.chunks.len()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
 /// `raw/<project>/<yyyy>/<mm>/<dd>/<hh>/<batch-id>.pb`, in UTC.
 pub(crate) fn object_key(project_id: &str, at: OffsetDateTime, batch_id: &str) -> String {
     format!(
@@ -191,6 +301,52 @@ pub(crate) fn object_key(project_id: &str, at: OffsetDateTime, batch_id: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_bodies_are_what_prost_writes() {
+        use spindle_schemas::raw::ArchiveObject;
+        let request = |at: u64, transport: &str, bytes: &'static [u8]| ArchivedRequest {
+            received_at_unix_nano: at,
+            transport: transport.into(),
+            request: Bytes::from_static(bytes),
+        };
+        let cases = [
+            ("w1", "p1", vec![request(7, "grpc", b"\x0a\x02hi")]),
+            (
+                "w1",
+                "p1",
+                vec![
+                    request(1_764_230_400_000_000_000, "http/protobuf", &[1; 300]),
+                    request(0, "", b""),
+                    request(5, "http/json", b""),
+                    request(0, "grpc", &[2; 20_000]),
+                ],
+            ),
+            ("", "", vec![]),
+        ];
+        for (workspace_id, project_id, requests) in cases {
+            let body = ObjectBody::new(workspace_id, project_id, &requests);
+            let object = ArchiveObject {
+                version: ARCHIVE_VERSION,
+                workspace_id: workspace_id.into(),
+                project_id: project_id.into(),
+                requests,
+            };
+            let bytes = body.chunks.concat();
+            assert_eq!(bytes, object.encode_to_vec());
+            assert_eq!(body.len, bytes.len() as u64);
+        }
+    }
+
+    #[test]
+    fn checksums_are_s3_crc32_headers() {
+        let body = ObjectBody {
+            chunks: vec![Bytes::from_static(b"1234"), Bytes::from_static(b"56789")].into(),
+            len: 9,
+        };
+        // CRC32 of "123456789" is 0xcbf43926: big-endian bytes, base64.
+        assert_eq!(body.crc32(), "y/Q5Jg==");
+    }
 
     #[test]
     fn keys_follow_the_layout() {

@@ -1,6 +1,7 @@
 //! Splitting an accepted request into `spans.raw` records: one per resource, scope and trace,
 //! built from the request's own bytes.
 
+use prost::Message as _;
 use spindle_schemas::raw::{ArchivePointer, trace_key};
 
 use super::wire::{self, ResourceView, SpanView};
@@ -21,34 +22,169 @@ pub(crate) fn records(
     received_at_unix_nano: u64,
     archive: &ArchivePointer,
 ) -> Vec<Record> {
+    let mut records = Records::new(
+        resources,
+        keep,
+        workspace_id,
+        project_id,
+        received_at_unix_nano,
+        archive,
+    );
     let mut out = Vec::new();
-    for resource in resources {
-        for scope in &resource.scopes {
-            // Traces in first-seen order; a request holds few, so a linear scan beats hashing.
-            let mut traces: Vec<(&[u8], Vec<&SpanView<'_>>)> = Vec::new();
-            for span in scope.spans.iter().filter(|s| keep(s)) {
-                match traces.iter_mut().find(|(id, _)| *id == span.trace_id) {
-                    Some((_, spans)) => spans.push(span),
-                    None => traces.push((span.trace_id, vec![span])),
-                }
-            }
-            for (trace_id, spans) in traces {
-                out.push(Record {
-                    key: trace_key(project_id, trace_id),
-                    payload: wire::raw_span_batch(
-                        workspace_id,
-                        project_id,
-                        received_at_unix_nano,
-                        resource,
-                        scope,
-                        &spans,
-                        archive,
-                    ),
-                });
-            }
-        }
+    let mut payload = Vec::new();
+    while let Some(key) = records.next_into(&mut payload) {
+        out.push(Record {
+            key,
+            payload: std::mem::take(&mut payload),
+        });
     }
     out
+}
+
+/// The records of a request one at a time, each encoded into a buffer the caller reuses: the
+/// gateway hands each to the producer (which copies it) before encoding the next, so the bytes
+/// are copied while still in cache and nothing is allocated per record but its key.
+pub(crate) struct Records<'v, 'a, K> {
+    resources: &'v [ResourceView<'a>],
+    keep: K,
+    workspace_id: &'v str,
+    project_id: &'v str,
+    received_at_unix_nano: u64,
+    /// The encoded `ArchivePointer`, the same in every record of the request.
+    archive: Vec<u8>,
+    /// The next scope to split, as (resource, scope) indexes.
+    pending: (usize, usize),
+    /// The scope being split.
+    current: (usize, usize),
+    /// Its traces in first-seen order: trace id, first and last kept span.
+    traces: Vec<(&'a [u8], u32, u32)>,
+    /// For each span of the scope, the next kept span of its trace (`END` after the last).
+    next: Vec<u32>,
+    /// The next entry of `traces` to encode.
+    trace: usize,
+}
+
+const END: u32 = u32::MAX;
+
+impl<'v, 'a, K: Fn(&SpanView<'_>) -> bool> Records<'v, 'a, K> {
+    pub(crate) fn new(
+        resources: &'v [ResourceView<'a>],
+        keep: K,
+        workspace_id: &'v str,
+        project_id: &'v str,
+        received_at_unix_nano: u64,
+        archive: &ArchivePointer,
+    ) -> Self {
+        Self {
+            resources,
+            keep,
+            workspace_id,
+            project_id,
+            received_at_unix_nano,
+            archive: archive.encode_to_vec(),
+            pending: (0, 0),
+            current: (0, 0),
+            traces: Vec::new(),
+            next: Vec::new(),
+            trace: 0,
+        }
+    }
+
+    /// Encodes the next record into `payload` (cleared first) and returns its key; `None` once
+    /// every record was encoded.
+    pub(crate) fn next_into(&mut self, payload: &mut Vec<u8>) -> Option<String> {
+        while self.trace == self.traces.len() {
+            if !self.split_next_scope() {
+                return None;
+            }
+        }
+        let (trace_id, first, _) = self.traces[self.trace];
+        self.trace += 1;
+        let resource = &self.resources[self.current.0];
+        let scope = &resource.scopes[self.current.1];
+        let spans = TraceSpans {
+            spans: &scope.spans,
+            next: &self.next,
+            at: first,
+        };
+        payload.clear();
+        wire::raw_span_batch(
+            payload,
+            self.workspace_id,
+            self.project_id,
+            self.received_at_unix_nano,
+            resource,
+            scope,
+            spans,
+            &self.archive,
+        );
+        Some(trace_key(self.project_id, trace_id))
+    }
+
+    /// Groups the kept spans of the next scope by trace; false when no scope is left.
+    fn split_next_scope(&mut self) -> bool {
+        let resources = self.resources;
+        let (mut r, mut s) = self.pending;
+        while r < resources.len() && s >= resources[r].scopes.len() {
+            (r, s) = (r + 1, 0);
+        }
+        if r == resources.len() {
+            self.pending = (r, 0);
+            return false;
+        }
+        self.pending = (r, s + 1);
+        self.current = (r, s);
+        self.traces.clear();
+        self.trace = 0;
+        let spans = &resources[r].scopes[s].spans;
+        self.next.clear();
+        self.next.resize(spans.len(), END);
+        // Traces in first-seen order; a request holds few, and a trace's spans usually come
+        // together, so the last trace is tried first and then a linear scan beats hashing.
+        let mut last = 0;
+        for (index, span) in spans.iter().enumerate() {
+            if !(self.keep)(span) {
+                continue;
+            }
+            let index = u32::try_from(index).expect("a request holds fewer than 2^32 spans");
+            let found = if self.traces.get(last).is_some_and(|t| t.0 == span.trace_id) {
+                Some(last)
+            } else {
+                self.traces.iter().position(|t| t.0 == span.trace_id)
+            };
+            match found {
+                Some(t) => {
+                    let tail = &mut self.traces[t].2;
+                    self.next[*tail as usize] = index;
+                    *tail = index;
+                    last = t;
+                }
+                None => {
+                    last = self.traces.len();
+                    self.traces.push((span.trace_id, index, index));
+                }
+            }
+        }
+        true
+    }
+}
+
+/// The spans of one trace in one scope, in request order.
+#[derive(Clone)]
+struct TraceSpans<'s, 'a> {
+    spans: &'s [SpanView<'a>],
+    next: &'s [u32],
+    at: u32,
+}
+
+impl<'s, 'a> Iterator for TraceSpans<'s, 'a> {
+    type Item = &'s SpanView<'a>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let span = self.spans.get(self.at as usize)?;
+        self.at = self.next[self.at as usize];
+        Some(span)
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +328,12 @@ mod tests {
         assert_eq!(err, "request: truncated: 92 bytes announced, 89 left");
         let err = wire::parse(b"\xff\xff\xff").expect_err("garbage");
         assert!(err.starts_with("request:"), "{err}");
+        let err = wire::parse(b"\x0f").expect_err("wire type 7");
+        assert_eq!(err, "request: unsupported wire type 7");
+        let err = wire::parse(b"\x00\x00").expect_err("field 0");
+        assert_eq!(err, "request: field number 0");
+        let err = wire::parse(b"\x08\x01").expect_err("resource_spans as a varint");
+        assert_eq!(err, "`resource_spans` has the wrong wire type");
         // A span whose name is not UTF-8.
         let mut bad = Span {
             name: "ab".into(),
@@ -200,16 +342,31 @@ mod tests {
         .encode_to_vec();
         let at = bad.windows(2).position(|w| w == b"ab").expect("name bytes");
         bad[at] = 0xff;
-        let mut scope = Vec::new();
-        wire::put_len(&mut scope, 2, &bad);
-        let mut resource = Vec::new();
-        wire::put_len(&mut resource, 2, &scope);
-        let mut request = Vec::new();
-        wire::put_len(&mut request, 1, &resource);
-        let err = wire::parse(&request).expect_err("bad utf-8");
+        let in_request = |second: &[u8]| {
+            let mut scope = Vec::new();
+            wire::put_len(&mut scope, 2, &span(1, 2).encode_to_vec());
+            wire::put_len(&mut scope, 2, second);
+            let mut resource = Vec::new();
+            wire::put_len(&mut resource, 2, &scope);
+            let mut request = Vec::new();
+            wire::put_len(&mut request, 1, &resource);
+            request
+        };
+        let err = wire::parse(&in_request(&bad)).expect_err("bad utf-8");
         assert_eq!(
             err,
-            "resource_spans[0]: scope_spans[0]: spans[0]: `name` is not valid UTF-8"
+            "resource_spans[0]: scope_spans[0]: spans[1]: `name` is not valid UTF-8"
+        );
+        // A start time sent as a varint, and an attribute cut short.
+        let err = wire::parse(&in_request(b"\x38\x01")).expect_err("varint time");
+        assert_eq!(
+            err,
+            "resource_spans[0]: scope_spans[0]: spans[1]: `start_time_unix_nano` has the wrong wire type"
+        );
+        let err = wire::parse(&in_request(b"\x4a\x03\x0a\x05a")).expect_err("short attribute");
+        assert_eq!(
+            err,
+            "resource_spans[0]: scope_spans[0]: spans[1]: truncated: 5 bytes announced, 1 left"
         );
     }
 }

@@ -11,8 +11,7 @@
 //! Output is byte-compatible with prost: `spans.raw` records built here decode as
 //! `RawSpanBatch`, archived requests as `ExportTraceServiceRequest` (tests hold both to it).
 
-use prost::Message as _;
-use spindle_schemas::raw::{ArchivePointer, RAW_SPAN_BATCH_VERSION};
+use spindle_schemas::raw::RAW_SPAN_BATCH_VERSION;
 
 /// One span as the gateway sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +112,7 @@ fn scope_spans(bytes: &[u8]) -> Result<ScopeView<'_>, String> {
     Ok(view)
 }
 
-fn span_view(bytes: &[u8]) -> Result<SpanView<'_>, String> {
+fn span_view(bytes: &[u8]) -> Result<SpanView<'_>, Malformed> {
     let mut view = SpanView {
         bytes,
         trace_id: &[],
@@ -142,12 +141,54 @@ fn span_view(bytes: &[u8]) -> Result<SpanView<'_>, String> {
 
 /// Checks that `bytes` is a well-formed sequence of protobuf fields. Nested values are
 /// carried as bytes; the processor decodes them fully.
-fn check_structure(bytes: &[u8]) -> Result<(), String> {
-    Fields::new(bytes).try_for_each(|f| f.map(|_| ()))
+fn check_structure(mut bytes: &[u8]) -> Result<(), Malformed> {
+    while !bytes.is_empty() {
+        field(&mut bytes)?;
+    }
+    Ok(())
 }
 
-fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, String> {
-    std::str::from_utf8(bytes).map_err(|_| format!("`{what}` is not valid UTF-8"))
+fn utf8<'a>(bytes: &'a [u8], what: &'static str) -> Result<&'a str, Malformed> {
+    std::str::from_utf8(bytes).map_err(|_| Malformed::NotUtf8(what))
+}
+
+/// What is wrong with bytes that should be protobuf; rendered as text only when reported, so
+/// the walk over well-formed requests never allocates for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Malformed {
+    Truncated { announced: usize, left: usize },
+    TruncatedVarint,
+    LongVarint,
+    FieldNumberOutOfRange,
+    FieldNumberZero,
+    LengthOutOfRange,
+    UnsupportedWireType(u64),
+    WrongWireType(&'static str),
+    NotUtf8(&'static str),
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Malformed::Truncated { announced, left } => {
+                write!(f, "truncated: {announced} bytes announced, {left} left")
+            }
+            Malformed::TruncatedVarint => f.write_str("truncated varint"),
+            Malformed::LongVarint => f.write_str("varint longer than 10 bytes"),
+            Malformed::FieldNumberOutOfRange => f.write_str("field number out of range"),
+            Malformed::FieldNumberZero => f.write_str("field number 0"),
+            Malformed::LengthOutOfRange => f.write_str("length out of range"),
+            Malformed::UnsupportedWireType(t) => write!(f, "unsupported wire type {t}"),
+            Malformed::WrongWireType(what) => write!(f, "`{what}` has the wrong wire type"),
+            Malformed::NotUtf8(what) => write!(f, "`{what}` is not valid UTF-8"),
+        }
+    }
+}
+
+impl From<Malformed> for String {
+    fn from(e: Malformed) -> Self {
+        e.to_string()
+    }
 }
 
 /// A field's value.
@@ -160,97 +201,111 @@ enum Value<'a> {
 }
 
 impl<'a> Value<'a> {
-    fn bytes(self, what: &str) -> Result<&'a [u8], String> {
+    fn bytes(self, what: &'static str) -> Result<&'a [u8], Malformed> {
         match self {
             Value::Len(bytes) => Ok(bytes),
-            _ => Err(format!("`{what}` has the wrong wire type")),
+            _ => Err(Malformed::WrongWireType(what)),
         }
     }
 
-    fn fixed64(self, what: &str) -> Result<u64, String> {
+    fn fixed64(self, what: &'static str) -> Result<u64, Malformed> {
         match self {
             Value::Fixed64(v) => Ok(v),
             // prost rejects other wire types for fixed64 fields, and so does the gateway.
-            _ => Err(format!("`{what}` has the wrong wire type")),
+            _ => Err(Malformed::WrongWireType(what)),
         }
     }
 }
 
-/// Iterates over the fields of a message.
+/// Iterates over the fields of a message; stops after the first malformed one.
 struct Fields<'a> {
     rest: &'a [u8],
-    failed: bool,
 }
 
 impl<'a> Fields<'a> {
     fn new(bytes: &'a [u8]) -> Self {
-        Self {
-            rest: bytes,
-            failed: false,
-        }
+        Self { rest: bytes }
     }
 }
 
 impl<'a> Iterator for Fields<'a> {
-    type Item = Result<(u32, Value<'a>), String>;
+    type Item = Result<(u32, Value<'a>), Malformed>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() || self.failed {
+        if self.rest.is_empty() {
             return None;
         }
-        let result = (|| {
-            let key = varint(&mut self.rest)?;
-            let number = u32::try_from(key >> 3).map_err(|_| "field number out of range")?;
-            if number == 0 {
-                return Err("field number 0".to_owned());
-            }
-            let value = match key & 7 {
-                0 => {
-                    varint(&mut self.rest)?;
-                    Value::Varint
-                }
-                1 => Value::Fixed64(u64::from_le_bytes(
-                    take(&mut self.rest, 8)?
-                        .try_into()
-                        .map_err(|_| "truncated")?,
-                )),
-                2 => {
-                    let len = usize::try_from(varint(&mut self.rest)?)
-                        .map_err(|_| "length out of range")?;
-                    Value::Len(take(&mut self.rest, len)?)
-                }
-                5 => {
-                    take(&mut self.rest, 4)?;
-                    Value::Fixed32
-                }
-                other => return Err(format!("unsupported wire type {other}")),
-            };
-            Ok((number, value))
-        })();
+        let result = field(&mut self.rest);
         if result.is_err() {
-            self.failed = true;
+            self.rest = &[];
         }
         Some(result)
     }
 }
 
-fn take<'a>(rest: &mut &'a [u8], len: usize) -> Result<&'a [u8], String> {
+/// Reads one field off the front of `rest`.
+#[inline(always)]
+fn field<'a>(rest: &mut &'a [u8]) -> Result<(u32, Value<'a>), Malformed> {
+    let key = varint(rest)?;
+    let number = u32::try_from(key >> 3).map_err(|_| Malformed::FieldNumberOutOfRange)?;
+    if number == 0 {
+        return Err(Malformed::FieldNumberZero);
+    }
+    let value = match key & 7 {
+        0 => {
+            varint(rest)?;
+            Value::Varint
+        }
+        1 => {
+            let bytes = take(rest, 8)?;
+            let mut le = [0; 8];
+            le.copy_from_slice(bytes);
+            Value::Fixed64(u64::from_le_bytes(le))
+        }
+        2 => {
+            let len = usize::try_from(varint(rest)?).map_err(|_| Malformed::LengthOutOfRange)?;
+            Value::Len(take(rest, len)?)
+        }
+        5 => {
+            take(rest, 4)?;
+            Value::Fixed32
+        }
+        other => return Err(Malformed::UnsupportedWireType(other)),
+    };
+    Ok((number, value))
+}
+
+#[inline]
+fn take<'a>(rest: &mut &'a [u8], len: usize) -> Result<&'a [u8], Malformed> {
     if rest.len() < len {
-        return Err(format!(
-            "truncated: {len} bytes announced, {} left",
-            rest.len()
-        ));
+        return Err(Malformed::Truncated {
+            announced: len,
+            left: rest.len(),
+        });
     }
     let (head, tail) = rest.split_at(len);
     *rest = tail;
     Ok(head)
 }
 
-fn varint(rest: &mut &[u8]) -> Result<u64, String> {
+#[inline]
+fn varint(rest: &mut &[u8]) -> Result<u64, Malformed> {
+    // Keys and most lengths fit in one byte.
+    if let Some((&byte, tail)) = rest.split_first()
+        && byte < 0x80
+    {
+        *rest = tail;
+        return Ok(u64::from(byte));
+    }
+    varint_long(rest)
+}
+
+fn varint_long(rest: &mut &[u8]) -> Result<u64, Malformed> {
     let mut value = 0_u64;
     for i in 0..10 {
         let Some((&byte, tail)) = rest.split_first() else {
-            return Err("truncated varint".into());
+            return Err(Malformed::TruncatedVarint);
         };
         *rest = tail;
         value |= u64::from(byte & 0x7f) << (7 * i);
@@ -258,7 +313,7 @@ fn varint(rest: &mut &[u8]) -> Result<u64, String> {
             return Ok(value);
         }
     }
-    Err("varint longer than 10 bytes".into())
+    Err(Malformed::LongVarint)
 }
 
 /// Appends a length-delimited field.
@@ -268,43 +323,45 @@ pub(crate) fn put_len(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// Encodes one `spans.raw` record: a `RawSpanBatch` from byte ranges.
+/// Encodes one `spans.raw` record, a `RawSpanBatch` from byte ranges, at the end of `out`;
+/// `archive` is the encoded `ArchivePointer`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn raw_span_batch(
+pub(crate) fn raw_span_batch<'s, 'a: 's>(
+    out: &mut Vec<u8>,
     workspace_id: &str,
     project_id: &str,
     received_at_unix_nano: u64,
     resource: &ResourceView<'_>,
     scope: &ScopeView<'_>,
-    spans: &[&SpanView<'_>],
-    archive: &ArchivePointer,
-) -> Vec<u8> {
-    let size: usize = spans.iter().map(|s| s.bytes.len() + 6).sum::<usize>()
+    spans: impl Iterator<Item = &'s SpanView<'a>> + Clone,
+    archive: &[u8],
+) {
+    let size: usize = spans.clone().map(|s| s.bytes.len() + 6).sum::<usize>()
         + resource.resource.map_or(0, <[u8]>::len)
         + scope.scope.map_or(0, <[u8]>::len)
+        + archive.len()
         + 256;
-    let mut out = Vec::with_capacity(size);
-    prost::encoding::uint32::encode(1, &RAW_SPAN_BATCH_VERSION, &mut out);
-    put_len(&mut out, 2, workspace_id.as_bytes());
-    put_len(&mut out, 3, project_id.as_bytes());
-    prost::encoding::fixed64::encode(4, &received_at_unix_nano, &mut out);
+    out.reserve(size);
+    prost::encoding::uint32::encode(1, &RAW_SPAN_BATCH_VERSION, out);
+    put_len(out, 2, workspace_id.as_bytes());
+    put_len(out, 3, project_id.as_bytes());
+    prost::encoding::fixed64::encode(4, &received_at_unix_nano, out);
     if let Some(bytes) = resource.resource {
-        put_len(&mut out, 5, bytes);
+        put_len(out, 5, bytes);
     }
     if !resource.schema_url.is_empty() {
-        put_len(&mut out, 6, resource.schema_url);
+        put_len(out, 6, resource.schema_url);
     }
     if let Some(bytes) = scope.scope {
-        put_len(&mut out, 7, bytes);
+        put_len(out, 7, bytes);
     }
     if !scope.schema_url.is_empty() {
-        put_len(&mut out, 8, scope.schema_url);
+        put_len(out, 8, scope.schema_url);
     }
     for span in spans {
-        put_len(&mut out, 9, span.bytes);
+        put_len(out, 9, span.bytes);
     }
-    put_len(&mut out, 10, &archive.encode_to_vec());
-    out
+    put_len(out, 10, archive);
 }
 
 /// Encodes an `ExportTraceServiceRequest` holding only the spans `keep` accepts.
