@@ -349,7 +349,8 @@ const WIDEN: i64 = 8;
 /// Summing a trace's rows is the cost of a list, and it grows with the range. Ordered by start
 /// time, a page can only hold the traces nearest the end it starts from, so the newest (or
 /// oldest) hour is read first and the window widens until it fills the page or covers the
-/// range: a full page from a narrower window is exactly the page of the whole range.
+/// range: a full page from a narrower window is exactly the page of the whole range. Lists of
+/// one user or session read the range at once.
 pub async fn list(
     store: &Store,
     project_id: &str,
@@ -359,7 +360,10 @@ pub async fn list(
     after: Option<&Cursor>,
     limit: usize,
 ) -> Result<Vec<TraceRow>, ApiError> {
-    if order != TraceOrder::StartTime {
+    // A user or session narrows the rows before the sum: one pass over the range is cheaper
+    // than widening windows.
+    let narrow = filter.user_id.is_some() || filter.session_id.is_some();
+    if order != TraceOrder::StartTime || narrow {
         let sql = list_sql(project_id, filter, order, descending, after, limit)?;
         return store.fetch_all(sql).await;
     }
