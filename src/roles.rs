@@ -13,6 +13,32 @@ use crate::clients::{self, Dependency, Probes};
 use crate::config::Config;
 use crate::health::{self, Readiness};
 
+/// Group membership of the span-path consumers.
+///
+/// Static membership (`group.instance.id`): a role restarted after a crash rejoins as the
+/// member it was and gets its partitions back at once. Without it, tansu kept a killed
+/// processor as the group's leader and gave its restarted successor an empty assignment, so
+/// the partitions stalled (`tests/exactly_once.rs` failed that way under CPU load). The id is
+/// the host and the role's health port: a restart on the same host and port is the same
+/// member, while two processes on one host cannot share a port.
+///
+/// Shorter sessions than librdkafka's 45 s: a member that is gone for good (a pod that moved)
+/// gives its partitions up within 10 s. Heartbeats come from librdkafka's own thread, so a busy
+/// member keeps its session; the roles poll far more often than `max.poll.interval.ms`.
+fn span_path_group(
+    mut base: rdkafka::ClientConfig,
+    health: std::net::SocketAddr,
+) -> rdkafka::ClientConfig {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    base.set("group.instance.id", format!("{host}:{}", health.port()))
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "2000")
+        .set("max.poll.interval.ms", "60000");
+    base
+}
+
 /// Projects whose price overrides one processor keeps cached.
 const PRICE_OVERRIDES_CACHED: usize = 10_000;
 
@@ -44,12 +70,15 @@ pub async fn gateway(config: &Config) -> anyhow::Result<()> {
 /// `spindle processor`: `spans.raw` → `spans.enriched`.
 pub async fn processor(config: &Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
-    let consumer: StreamConsumer = clients::kafka_config(&config.kafka)
-        .set("group.id", "spindle-processor")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .context("cannot create the Kafka consumer")?;
+    let consumer: StreamConsumer = span_path_group(
+        clients::kafka_config(&config.kafka),
+        config.processor.health_listen,
+    )
+    .set("group.id", "spindle-processor")
+    .set("enable.auto.commit", "false")
+    .set("auto.offset.reset", "earliest")
+    .create()
+    .context("cannot create the Kafka consumer")?;
     consumer
         .subscribe(&[spindle_schemas::topics::SPANS_RAW.name])
         .context("cannot subscribe to `spans.raw`")?;
@@ -87,12 +116,15 @@ pub async fn processor(config: &Config) -> anyhow::Result<()> {
 /// `spindle sink`: `spans.enriched` → ClickHouse.
 pub async fn sink(config: &Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
-    let consumer: StreamConsumer = clients::kafka_config(&config.kafka)
-        .set("group.id", "spindle-sink")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .context("cannot create the Kafka consumer")?;
+    let consumer: StreamConsumer = span_path_group(
+        clients::kafka_config(&config.kafka),
+        config.sink.health_listen,
+    )
+    .set("group.id", "spindle-sink")
+    .set("enable.auto.commit", "false")
+    .set("auto.offset.reset", "earliest")
+    .create()
+    .context("cannot create the Kafka consumer")?;
     consumer
         .subscribe(&[spindle_schemas::topics::SPANS_ENRICHED.name])
         .context("cannot subscribe to `spans.enriched`")?;
@@ -106,12 +138,15 @@ pub async fn sink(config: &Config) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
-    let events: StreamConsumer = clients::kafka_config(&config.kafka)
-        .set("group.id", "spindle-sink-persisted")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .context("cannot create the Kafka consumer")?;
+    let events: StreamConsumer = span_path_group(
+        clients::kafka_config(&config.kafka),
+        config.sink.health_listen,
+    )
+    .set("group.id", "spindle-sink-persisted")
+    .set("enable.auto.commit", "false")
+    .set("auto.offset.reset", "earliest")
+    .create()
+    .context("cannot create the Kafka consumer")?;
     events
         .subscribe(&[spindle_schemas::topics::TRACES_EVENTS.name])
         .context("cannot subscribe to `traces.events`")?;
