@@ -190,7 +190,15 @@ pub struct PrivateStack {
 impl PrivateStack {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let ports: Vec<u16> = (0..12).map(|_| free_port()).collect();
+        // Every listener is held until all ports are picked, so no two services get the same.
+        let listeners: Vec<std::net::TcpListener> = (0..12)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"))
+            .collect();
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("bound").port())
+            .collect();
+        drop(listeners);
         let env = vec![
             ("SPINDLE_HOME".to_owned(), dir.path().display().to_string()),
             (
