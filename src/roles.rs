@@ -25,10 +25,8 @@ use crate::health::{self, Readiness};
 /// Shorter sessions than librdkafka's 45 s: a member that is gone for good (a pod that moved)
 /// gives its partitions up within 10 s. Heartbeats come from librdkafka's own thread, so a busy
 /// member keeps its session; the roles poll far more often than `max.poll.interval.ms`.
-fn span_path_group(
-    mut base: rdkafka::ClientConfig,
-    health: std::net::SocketAddr,
-) -> rdkafka::ClientConfig {
+fn span_path_group(config: &Config, health: std::net::SocketAddr) -> rdkafka::ClientConfig {
+    let mut base = clients::kafka_config(&config.kafka);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "localhost".to_owned());
@@ -41,6 +39,25 @@ fn span_path_group(
         // acknowledgement to a live event (processor) and to queryable (sink).
         .set("fetch.wait.max.ms", "100");
     base
+}
+
+/// A consumer of `group` subscribed to `topic`: offsets committed by the role itself, after
+/// its work is durable; a new group starts from the earliest record.
+fn group_consumer(
+    mut base: rdkafka::ClientConfig,
+    group: &str,
+    topic: &str,
+) -> anyhow::Result<StreamConsumer> {
+    let consumer: StreamConsumer = base
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .context("cannot create the Kafka consumer")?;
+    consumer
+        .subscribe(&[topic])
+        .with_context(|| format!("cannot subscribe to `{topic}`"))?;
+    Ok(consumer)
 }
 
 /// Projects whose price overrides one processor keeps cached.
@@ -74,18 +91,11 @@ pub async fn gateway(config: &Config) -> anyhow::Result<()> {
 /// `spindle processor`: `spans.raw` → `spans.enriched`.
 pub async fn processor(config: &Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
-    let consumer: StreamConsumer = span_path_group(
-        clients::kafka_config(&config.kafka),
-        config.processor.health_listen,
-    )
-    .set("group.id", "spindle-processor")
-    .set("enable.auto.commit", "false")
-    .set("auto.offset.reset", "earliest")
-    .create()
-    .context("cannot create the Kafka consumer")?;
-    consumer
-        .subscribe(&[spindle_schemas::topics::SPANS_RAW.name])
-        .context("cannot subscribe to `spans.raw`")?;
+    let consumer = group_consumer(
+        span_path_group(config, config.processor.health_listen),
+        "spindle-processor",
+        spindle_schemas::topics::SPANS_RAW.name,
+    )?;
     let producer = durable_producer(config)?;
     let redis = redis_manager(config).await?;
     let health = serve_health(
@@ -120,18 +130,11 @@ pub async fn processor(config: &Config) -> anyhow::Result<()> {
 /// `spindle sink`: `spans.enriched` → ClickHouse.
 pub async fn sink(config: &Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
-    let consumer: StreamConsumer = span_path_group(
-        clients::kafka_config(&config.kafka),
-        config.sink.health_listen,
-    )
-    .set("group.id", "spindle-sink")
-    .set("enable.auto.commit", "false")
-    .set("auto.offset.reset", "earliest")
-    .create()
-    .context("cannot create the Kafka consumer")?;
-    consumer
-        .subscribe(&[spindle_schemas::topics::SPANS_ENRICHED.name])
-        .context("cannot subscribe to `spans.enriched`")?;
+    let consumer = group_consumer(
+        span_path_group(config, config.sink.health_listen),
+        "spindle-sink",
+        spindle_schemas::topics::SPANS_ENRICHED.name,
+    )?;
     let dlq = durable_producer(config)?;
     let clickhouse =
         clients::clickhouse(&config.clickhouse).with_database(&config.clickhouse.database);
@@ -142,18 +145,11 @@ pub async fn sink(config: &Config) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
-    let events: StreamConsumer = span_path_group(
-        clients::kafka_config(&config.kafka),
-        config.sink.health_listen,
-    )
-    .set("group.id", "spindle-sink-persisted")
-    .set("enable.auto.commit", "false")
-    .set("auto.offset.reset", "earliest")
-    .create()
-    .context("cannot create the Kafka consumer")?;
-    events
-        .subscribe(&[spindle_schemas::topics::TRACES_EVENTS.name])
-        .context("cannot subscribe to `traces.events`")?;
+    let events = group_consumer(
+        span_path_group(config, config.sink.health_listen),
+        "spindle-sink-persisted",
+        spindle_schemas::topics::TRACES_EVENTS.name,
+    )?;
     tracing::info!("sink consuming `spans.enriched` and `traces.events`");
     let persisted = tokio::spawn(spindle_pipeline::sink::persisted::run(
         events,
@@ -218,15 +214,11 @@ pub async fn gateway_deps(config: &Config) -> anyhow::Result<spindle_pipeline::g
 /// `spindle projector`: applies `platform.events` to Redis.
 pub async fn projector(config: &Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
-    let consumer: StreamConsumer = clients::kafka_config(&config.kafka)
-        .set("group.id", "spindle-projector")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .context("cannot create the Kafka consumer")?;
-    consumer
-        .subscribe(&[spindle_schemas::topics::PLATFORM_EVENTS.name])
-        .context("cannot subscribe to `platform.events`")?;
+    let consumer = group_consumer(
+        clients::kafka_config(&config.kafka),
+        "spindle-projector",
+        spindle_schemas::topics::PLATFORM_EVENTS.name,
+    )?;
     let redis = redis_manager(config).await?;
     let health = serve_health(
         config,
