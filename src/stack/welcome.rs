@@ -140,8 +140,8 @@ pub(crate) async fn smoke_test(config: &Config, key: &str, out: &mut Output) -> 
             ),
         );
     } else {
-        // Not an error: after a crash the consumers wait out the broker's session timeout
-        // before they take their partitions back, and the span is safe in Kafka meanwhile.
+        // Not an error: a role restarted just now may still be rejoining its consumer group
+        // or reconnecting, and the acknowledged span is safe in Kafka meanwhile.
         out.step(
             "query",
             &format!(
