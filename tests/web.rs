@@ -77,6 +77,19 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(shots().join(format!("{name}.png")), png).expect("saved");
 }
 
+/// Fails the test with `what`, a screenshot (`timeout.png`) and the start of the page.
+async fn give_up(client: &Client, what: &str) -> ! {
+    screenshot(client, "timeout").await;
+    let page: String = client
+        .source()
+        .await
+        .unwrap_or_default()
+        .chars()
+        .take(4000)
+        .collect();
+    panic!("{what} (see timeout.png); page: {page}");
+}
+
 /// Waits until `css` matches at least `count` elements, and returns their texts.
 async fn texts(client: &Client, css: &str, count: usize) -> Vec<String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -90,18 +103,11 @@ async fn texts(client: &Client, css: &str, count: usize) -> Vec<String> {
             return out;
         }
         if std::time::Instant::now() > deadline {
-            screenshot(client, "timeout").await;
-            panic!(
-                "`{css}`: {} of {count} elements after 60 s (see timeout.png); page: {}",
-                elements.len(),
-                client
-                    .source()
-                    .await
-                    .unwrap_or_default()
-                    .chars()
-                    .take(2000)
-                    .collect::<String>()
-            );
+            give_up(
+                client,
+                &format!("`{css}`: {} of {count} elements after 60 s", elements.len()),
+            )
+            .await;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -210,17 +216,7 @@ async fn the_web_app_shows_stored_and_live_traces() {
                 }
             }
             if std::time::Instant::now() > deadline {
-                screenshot(&client, "timeout").await;
-                panic!(
-                    "the trace never showed in the list (see timeout.png); page: {}",
-                    client
-                        .source()
-                        .await
-                        .unwrap_or_default()
-                        .chars()
-                        .take(4000)
-                        .collect::<String>()
-                );
+                give_up(&client, "the trace never showed in the list").await;
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
