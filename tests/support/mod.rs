@@ -190,15 +190,7 @@ pub struct PrivateStack {
 impl PrivateStack {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        // Every listener is held until all ports are picked, so no two services get the same.
-        let listeners: Vec<std::net::TcpListener> = (0..12)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"))
-            .collect();
-        let ports: Vec<u16> = listeners
-            .iter()
-            .map(|l| l.local_addr().expect("bound").port())
-            .collect();
-        drop(listeners);
+        let ports = free_ports(12);
         let env = vec![
             ("SPINDLE_HOME".to_owned(), dir.path().display().to_string()),
             (
@@ -305,10 +297,19 @@ impl Drop for PrivateStack {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+    free_ports(1)[0]
+}
+
+/// `n` distinct free ports: every listener is held until all are picked, so no two callers of
+/// one stack get the same port.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("bound").port())
+        .collect()
 }
 
 impl PrivateStack {
