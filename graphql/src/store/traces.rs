@@ -161,14 +161,8 @@ pub fn list_sql(
     sql.push(ROW_COLUMNS)
         .push(" FROM (SELECT ")
         .push(SUMMARY_COLUMNS);
-    // A trace has a row per day its spans started on: one day before `from` is read too, so a
-    // trace that crossed midnight into the first day is summed whole (and left out when it
-    // started before `from`) rather than counted from its second day.
-    sql.push_bound(
-        " FROM traces WHERE project_id = ? \
-         AND day >= toDate(fromUnixTimestamp64Nano(?)) - 1 AND day <= toDate(fromUnixTimestamp64Nano(?))",
-        [s(project_id), i(filter.from_ns), i(filter.to_ns)],
-    );
+    sql.push(" FROM traces")
+        .append(trace_rows(project_id, filter));
     if let Some(traces) = owner_conditions(project_id, filter) {
         sql.push(" AND trace_id IN (").append(traces).push(")");
     }
@@ -253,6 +247,20 @@ fn trace_conditions(sql: &mut Sql, filter: &TraceFilter) -> Result<(), ApiError>
     Ok(())
 }
 
+/// ` WHERE …` for the `traces` rows of `filter`'s range. A trace has a row per day its spans
+/// started on: one day before `from` is read too, so a trace that crossed midnight into the
+/// first day is summed whole (and left out when it started before `from`) rather than counted
+/// from its second day.
+fn trace_rows(project_id: &str, filter: &TraceFilter) -> Sql {
+    let mut sql = Sql::default();
+    sql.push_bound(
+        " WHERE project_id = ? AND day >= toDate(fromUnixTimestamp64Nano(?)) - 1 \
+         AND day <= toDate(fromUnixTimestamp64Nano(?))",
+        [s(project_id), i(filter.from_ns), i(filter.to_ns)],
+    );
+    sql
+}
+
 /// `SELECT trace_id FROM traces …` for a session or user filter, or `None`. Tested on the rows
 /// before they are summed, the `idx_session_id`/`idx_user_id` bloom filters skip the granules
 /// of everyone else; the summed `session`/`user` are still tested after the aggregation.
@@ -260,12 +268,8 @@ fn owner_conditions(project_id: &str, filter: &TraceFilter) -> Option<Sql> {
     if filter.session_id.is_none() && filter.user_id.is_none() {
         return None;
     }
-    let mut sql = Sql::default();
-    sql.push_bound(
-        "SELECT trace_id FROM traces WHERE project_id = ? \
-         AND day >= toDate(fromUnixTimestamp64Nano(?)) - 1 AND day <= toDate(fromUnixTimestamp64Nano(?))",
-        [s(project_id), i(filter.from_ns), i(filter.to_ns)],
-    );
+    let mut sql = Sql::new("SELECT trace_id FROM traces");
+    sql.append(trace_rows(project_id, filter));
     if let Some(session) = &filter.session_id {
         sql.push_bound(" AND session_id = ?", [s(session.clone())]);
     }
