@@ -634,6 +634,36 @@ async fn trace_span_sessions_users_metrics_usage_and_filter_values() {
     let (p, key) = support::project_with_key(&config).await;
     let [t1, _t2, _t3, t4] = fixture(&config, &key, &p).await;
 
+    // `trace(…)` sums a trace it reads whole from its spans; the list reads `traces`, which
+    // the materialized view sums. Every field agrees, for every fixture trace.
+    const SUMMARY: &str = "traceId name service startTime endTime latencyMs spanCount errorCount \
+        llmSpanCount tokens { input output cacheRead cacheWrite reasoning total } totalCost \
+        unknownCostSpans sessionId userId models tags hasRoot hasError";
+    let listed = data(
+        gql(
+            &config,
+            Some(&key),
+            &format!("query($p: String!) {{ traces(projectId: $p, first: 50) {{ edges {{ node {{ {SUMMARY} }} }} }} }}"),
+            json!({"p": p}),
+        )
+        .await,
+    );
+    let listed = listed["traces"]["edges"].as_array().expect("edges").clone();
+    assert_eq!(listed.len(), 4, "{listed:#?}");
+    for edge in &listed {
+        let id = &edge["node"]["traceId"];
+        let one = data(
+            gql(
+                &config,
+                Some(&key),
+                &format!("query($p: String!, $t: String!) {{ trace(projectId: $p, traceId: $t) {{ summary {{ {SUMMARY} }} }} }}"),
+                json!({"p": p, "t": id}),
+            )
+            .await,
+        );
+        assert_eq!(one["trace"]["summary"], edge["node"], "trace {id}");
+    }
+
     let tree = data(gql(&config, Some(&key), "query($p: String!, $t: String!) { trace(projectId: $p, traceId: $t) {
         summary { name spanCount tokens { input output total } totalCost models sessionId userId tags hasError }
         truncated

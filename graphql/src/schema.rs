@@ -13,6 +13,7 @@ use crate::store::Store;
 
 pub mod analytics;
 pub mod span;
+pub mod span_page;
 pub mod subscription;
 pub mod traces;
 pub mod types;

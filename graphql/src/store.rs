@@ -14,13 +14,23 @@ pub mod traces;
 #[derive(Clone)]
 pub struct Store {
     client: clickhouse::Client,
+    /// The same client without the `clickhouse` crate's row validation (rows read as plain
+    /// `RowBinary`, not checked column by column against the row type): for the hot path of
+    /// big reads whose columns are all cast explicitly in the SQL (a trace's skeletons), where
+    /// validation cost a fifth of the read. The integration tests read those rows from the
+    /// real schema, so a row type that drifts from its query still fails there.
+    unchecked: clickhouse::Client,
     timeout: Duration,
 }
 
 impl Store {
     /// `client` must already point at the database holding `spans`.
     pub fn new(client: clickhouse::Client, timeout: Duration) -> Self {
-        Self { client, timeout }
+        Self {
+            unchecked: client.clone().with_validation(false),
+            client,
+            timeout,
+        }
     }
 
     fn timeout_ms(&self) -> u64 {
@@ -31,10 +41,25 @@ impl Store {
     where
         T: clickhouse::RowOwned + clickhouse::RowRead,
     {
+        self.fetch_with(&self.client, sql).await
+    }
+
+    /// [`Store::fetch_all`] without row validation (see `unchecked`).
+    async fn fetch_all_unchecked<T>(&self, sql: Sql) -> Result<Vec<T>, ApiError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
+        self.fetch_with(&self.unchecked, sql).await
+    }
+
+    async fn fetch_with<T>(&self, client: &clickhouse::Client, sql: Sql) -> Result<Vec<T>, ApiError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
         // The engine stops on its own when the API gives up, so abandoned queries and their
         // retries never pile up behind new ones.
         let query = sql
-            .into_query(&self.client)
+            .into_query(client)
             .with_option("max_execution_time", self.timeout.as_secs_f64().to_string());
         match tokio::time::timeout(self.timeout, query.fetch_all::<T>()).await {
             Ok(Ok(rows)) => Ok(rows),

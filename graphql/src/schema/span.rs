@@ -109,6 +109,50 @@ impl SpanNode {
     }
 }
 
+/// The skeleton fields' values, shared by the resolvers below and by the big-page renderer
+/// ([`super::span_page`]), so both answer alike.
+impl SpanNode {
+    pub(super) fn parent_id(&self) -> Option<&str> {
+        non_empty(&self.span.parent_span_id)
+    }
+    pub(super) fn kind_of(&self) -> SpanKind {
+        SpanKind::from_canonical(self.span.kind)
+    }
+    pub(super) fn latency_ms_of(&self) -> f64 {
+        self.span.duration_ns as f64 / 1e6
+    }
+    pub(super) fn status_of(&self) -> Status {
+        Status {
+            code: StatusCode::from_canonical(self.span.status_code),
+            message: self.span.status_message.clone(),
+        }
+    }
+    pub(super) fn tokens_of(&self) -> Tokens {
+        let s = &self.span;
+        Tokens::new(
+            signed(s.input_tokens),
+            signed(s.output_tokens),
+            signed(s.cache_read_tokens),
+            signed(s.cache_write_tokens),
+            signed(s.reasoning_tokens),
+        )
+    }
+    pub(super) fn cost_of(&self) -> Cost {
+        let s = &self.span;
+        Cost {
+            input: s.input_cost_nanos.map(Decimal::from_nanos),
+            output: s.output_cost_nanos.map(Decimal::from_nanos),
+            total: s.total_cost_nanos.map(Decimal::from_nanos),
+            status: CostStatus::from_canonical(s.cost_status),
+        }
+    }
+}
+
+/// `None` for an empty text (an absent value in the store).
+pub(super) fn non_empty(text: &str) -> Option<&str> {
+    Some(text).filter(|t| !t.is_empty())
+}
+
 /// A span's status.
 #[derive(SimpleObject)]
 pub struct Status {
@@ -152,7 +196,7 @@ fn key_values(map: &std::collections::BTreeMap<String, String>) -> Vec<KeyValue>
         .collect()
 }
 
-fn nanos(n: u64) -> DateTime {
+pub(super) fn nanos(n: u64) -> DateTime {
     DateTime(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
@@ -181,7 +225,7 @@ impl SpanNode {
     }
     /// Null for a root span.
     async fn parent_span_id(&self) -> Option<&str> {
-        Some(self.span.parent_span_id.as_str()).filter(|p| !p.is_empty())
+        self.parent_id()
     }
     /// Distance from the root in the trace tree (0 for roots and orphans).
     async fn depth(&self) -> Option<i32> {
@@ -195,7 +239,7 @@ impl SpanNode {
         &self.span.name
     }
     async fn kind(&self) -> SpanKind {
-        SpanKind::from_canonical(self.span.kind)
+        self.kind_of()
     }
     async fn service(&self) -> &str {
         &self.span.service
@@ -207,47 +251,31 @@ impl SpanNode {
         nanos(self.span.end_time_unix_nano)
     }
     async fn latency_ms(&self) -> f64 {
-        self.span.duration_ns as f64 / 1e6
+        self.latency_ms_of()
     }
     async fn status(&self) -> Status {
-        Status {
-            code: StatusCode::from_canonical(self.span.status_code),
-            message: self.span.status_message.clone(),
-        }
+        self.status_of()
     }
     async fn model(&self) -> Option<&str> {
-        Some(self.span.model.as_str()).filter(|m| !m.is_empty())
+        non_empty(&self.span.model)
     }
     async fn provider(&self) -> Option<&str> {
-        Some(self.span.provider.as_str()).filter(|p| !p.is_empty())
+        non_empty(&self.span.provider)
     }
     async fn tokens(&self) -> Tokens {
-        let s = &self.span;
-        Tokens::new(
-            signed(s.input_tokens),
-            signed(s.output_tokens),
-            signed(s.cache_read_tokens),
-            signed(s.cache_write_tokens),
-            signed(s.reasoning_tokens),
-        )
+        self.tokens_of()
     }
     async fn cost(&self) -> Cost {
-        let s = &self.span;
-        Cost {
-            input: s.input_cost_nanos.map(Decimal::from_nanos),
-            output: s.output_cost_nanos.map(Decimal::from_nanos),
-            total: s.total_cost_nanos.map(Decimal::from_nanos),
-            status: CostStatus::from_canonical(s.cost_status),
-        }
+        self.cost_of()
     }
     async fn session_id(&self) -> Option<&str> {
-        Some(self.span.session_id.as_str()).filter(|s| !s.is_empty())
+        non_empty(&self.span.session_id)
     }
     async fn user_id(&self) -> Option<&str> {
-        Some(self.span.user_id.as_str()).filter(|s| !s.is_empty())
+        non_empty(&self.span.user_id)
     }
     async fn tool_name(&self) -> Option<&str> {
-        Some(self.span.tool_name.as_str()).filter(|s| !s.is_empty())
+        non_empty(&self.span.tool_name)
     }
     /// Canonical messages `[{role, content, tool_calls?, tool_call_id?}]`; loads the full span.
     async fn input_messages(

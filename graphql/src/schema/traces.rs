@@ -9,6 +9,7 @@ use spindle_schemas::canonical::EnrichedSpan;
 
 use super::State;
 use super::span::SpanNode;
+use super::span_page::SpanPage;
 use super::types::{
     CostStatus, DateTime, Decimal, KeyValueInput, OrderDirection, PageInfo, SpanKind, TimeRange,
     Tokens, page_size,
@@ -218,7 +219,7 @@ pub struct Trace {
 pub struct LoadedTrace {
     summary: Option<TraceRow>,
     /// In tree order.
-    spans: Vec<SpanNode>,
+    spans: Arc<[SpanNode]>,
     truncated: bool,
 }
 
@@ -245,20 +246,6 @@ impl Default for TreeCache {
     }
 }
 
-#[derive(SimpleObject)]
-pub struct SpanEdge {
-    pub cursor: String,
-    pub node: SpanNode,
-}
-
-#[derive(SimpleObject)]
-pub struct SpanConnection {
-    pub edges: Vec<SpanEdge>,
-    pub page_info: PageInfo,
-    /// Spans of the trace in all pages.
-    pub total_count: i32,
-}
-
 #[Object]
 impl Trace {
     async fn trace_id(&self) -> &str {
@@ -279,9 +266,10 @@ impl Trace {
     )]
     async fn spans(
         &self,
+        ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> Result<SpanConnection, ApiError> {
+    ) -> Result<SpanPage, ApiError> {
         let first = page_size(
             first,
             self.limits.max_trace_spans.min(200),
@@ -297,30 +285,12 @@ impl Trace {
             }
             None => 0,
         };
-        let spans = &self.loaded.spans;
-        let page: Vec<SpanEdge> = spans
-            .iter()
-            .enumerate()
-            .skip(start)
-            .take(first)
-            .map(|(n, node)| SpanEdge {
-                cursor: Cursor {
-                    ordering: ordering.clone(),
-                    value: n.to_string(),
-                    key: node.span.span_id.clone(),
-                }
-                .encode(),
-                node: node.clone(),
-            })
-            .collect();
-        Ok(SpanConnection {
-            page_info: PageInfo {
-                has_next_page: start + page.len() < spans.len(),
-                end_cursor: page.last().map(|e| e.cursor.clone()),
-            },
-            edges: page,
-            total_count: i32::try_from(spans.len()).unwrap_or(i32::MAX),
-        })
+        Ok(SpanPage::new(
+            self.loaded.spans.clone(),
+            start..start.saturating_add(first),
+            &ordering,
+            Some(ctx.field()),
+        ))
     }
     /// True when the trace has more spans than `graphql.max_trace_spans` and only the first
     /// ones (by start time) are in the tree.
@@ -332,25 +302,26 @@ impl Trace {
 /// Orders spans depth first (children by start time, then id) and sets each one's depth and
 /// position. A span whose parent is not among them is a root.
 pub fn tree(spans: Vec<EnrichedSpan>) -> Vec<SpanNode> {
-    let ids: std::collections::HashSet<String> = spans.iter().map(|s| s.span_id.clone()).collect();
-    let mut children: HashMap<String, Vec<usize>> = HashMap::new();
+    let index: HashMap<&str, usize> = spans
+        .iter()
+        .enumerate()
+        .map(|(n, s)| (s.span_id.as_str(), n))
+        .collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
     let mut roots = Vec::new();
     for (n, span) in spans.iter().enumerate() {
-        if span.parent_span_id.is_empty() || !ids.contains(&span.parent_span_id) {
-            roots.push(n);
-        } else {
-            children
-                .entry(span.parent_span_id.clone())
-                .or_default()
-                .push(n);
+        match index.get(span.parent_span_id.as_str()) {
+            Some(&parent) if !span.parent_span_id.is_empty() => children[parent].push(n),
+            _ => roots.push(n),
         }
     }
+    drop(index);
     let by_start = |a: &usize, b: &usize| {
         (spans[*a].start_time_unix_nano, &spans[*a].span_id)
             .cmp(&(spans[*b].start_time_unix_nano, &spans[*b].span_id))
     };
     roots.sort_by(by_start);
-    for list in children.values_mut() {
+    for list in &mut children {
         list.sort_by(by_start);
     }
     let mut ordered = Vec::with_capacity(spans.len());
@@ -361,9 +332,7 @@ pub fn tree(spans: Vec<EnrichedSpan>) -> Vec<SpanNode> {
             continue; // a cycle of parent ids
         }
         ordered.push((n, depth));
-        if let Some(kids) = children.get(&spans[n].span_id) {
-            stack.extend(kids.iter().rev().map(|k| (*k, depth + 1)));
-        }
+        stack.extend(children[n].iter().rev().map(|k| (*k, depth + 1)));
     }
     // Spans only reachable through a cycle still appear, as roots.
     for (n, reached) in seen.iter().enumerate() {
@@ -488,19 +457,25 @@ impl TraceQuery {
             }));
         }
         let max = state.limits.max_trace_spans;
-        let (summary, skeletons) = futures::try_join!(
-            store_traces::summary(&state.store, &project_id, &trace_id),
-            crate::store::spans::skeletons(&state.store, &project_id, &trace_id, max + 1),
-        )?;
+        let crate::store::spans::Skeletons {
+            spans: mut skeletons,
+            total_cost,
+        } = crate::store::spans::trace_skeletons(&state.store, &project_id, &trace_id, max + 1)
+            .await?;
         if skeletons.is_empty() {
             return Ok(None);
         }
         let truncated = skeletons.len() > max;
-        let mut skeletons = skeletons;
         skeletons.truncate(max);
+        // A trace read whole is summed from its spans (the sums `traces` holds, one query
+        // instead of two, and consistent with the spans returned); a truncated one is not.
+        let summary = match total_cost.filter(|_| !truncated) {
+            Some(total_cost) => store_traces::summary_of(&trace_id, &skeletons, total_cost),
+            None => store_traces::summary(&state.store, &project_id, &trace_id).await?,
+        };
         let loaded = Arc::new(LoadedTrace {
             summary,
-            spans: tree(skeletons),
+            spans: tree(skeletons).into(),
             truncated,
         });
         if loaded.spans.len() >= CACHED_TREE_MIN_SPANS {

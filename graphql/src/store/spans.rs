@@ -24,10 +24,11 @@ const SKELETON_COLUMNS: &str = "trace_id, span_id, parent_span_id, name, \
     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, \
     toString(input_cost) AS input_usd, toString(output_cost) AS output_usd, \
     toString(total_cost) AS total_usd, toString(cost_status) AS cost_status_name, \
-    session_id, user_id, toString(tool_name) AS tool";
+    session_id, user_id, toString(tool_name) AS tool, \
+    arrayMap(t -> toString(t), tags) AS tag_list";
 
 const DETAIL_COLUMNS: &str = ", input_messages, output_messages, messages_truncated, \
-    tool_call_id, tool_arguments, arrayMap(t -> toString(t), tags) AS tag_list, \
+    tool_call_id, tool_arguments, \
     CAST(attributes, 'Map(String, String)') AS attribute_map, \
     CAST(resource_attributes, 'Map(String, String)') AS resource_map, \
     arrayMap(t -> toUnixTimestamp64Nano(t), events.time) AS event_times, \
@@ -64,6 +65,7 @@ pub struct SkeletonRow {
     pub session_id: String,
     pub user_id: String,
     pub tool: String,
+    pub tag_list: Vec<String>,
 }
 
 /// A skeleton's columns plus the heavy ones (the `clickhouse` crate reads rows positionally
@@ -95,12 +97,12 @@ pub struct DetailRow {
     pub session_id: String,
     pub user_id: String,
     pub tool: String,
+    pub tag_list: Vec<String>,
     pub input_messages: String,
     pub output_messages: String,
     pub messages_truncated: bool,
     pub tool_call_id: String,
     pub tool_arguments: String,
-    pub tag_list: Vec<String>,
     pub attribute_map: BTreeMap<String, String>,
     pub resource_map: BTreeMap<String, String>,
     pub event_times: Vec<i64>,
@@ -120,14 +122,79 @@ pub async fn skeletons(
     trace_id: &str,
     limit: usize,
 ) -> Result<Vec<EnrichedSpan>, ApiError> {
+    Ok(trace_skeletons(store, project_id, trace_id, limit)
+        .await?
+        .spans)
+}
+
+/// A trace's skeletons and the exact sum of their costs.
+pub struct Skeletons {
+    /// By start time, at most the limit asked for.
+    pub spans: Vec<EnrichedSpan>,
+    /// The sum of `total_cost` over `spans` at the column's precision (12 decimals, more than
+    /// the nano-dollars a span carries), as decimal text; `None` if some value did not parse.
+    pub total_cost: Option<String>,
+}
+
+/// [`skeletons`] with the exact cost sum a summary needs.
+pub async fn trace_skeletons(
+    store: &Store,
+    project_id: &str,
+    trace_id: &str,
+    limit: usize,
+) -> Result<Skeletons, ApiError> {
     let mut sql = Sql::new("SELECT ");
     sql.push(SKELETON_COLUMNS).push_bound(
         " FROM spans FINAL WHERE project_id = ? AND trace_id = ? \
          ORDER BY start_time, span_id LIMIT ?",
         [s(project_id), s(trace_id), i(limit_i64(limit))],
     );
-    let rows: Vec<SkeletonRow> = store.fetch_all(sql).await?;
-    Ok(rows.into_iter().map(|r| r.into_span(project_id)).collect())
+    let rows: Vec<SkeletonRow> = store.fetch_all_unchecked(sql).await?;
+    let total_cost = rows
+        .iter()
+        .try_fold(0i128, |sum, row| {
+            Some(sum + row.total_usd.as_deref().map_or(Some(0), picos)?)
+        })
+        .map(picos_text);
+    Ok(Skeletons {
+        spans: rows.into_iter().map(|r| r.into_span(project_id)).collect(),
+        total_cost,
+    })
+}
+
+/// Decimal text with at most 12 decimals as an integer of 10⁻¹² units.
+fn picos(text: &str) -> Option<i128> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty()
+        || fraction.len() > 12
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let value = whole.parse::<i128>().ok()? * 10i128.pow(12)
+        + format!("{fraction:0<12}").parse::<i128>().ok()?;
+    Some(if negative { -value } else { value })
+}
+
+/// 10⁻¹² units as the engine prints a decimal: no trailing zeros, no point for whole numbers.
+fn picos_text(value: i128) -> String {
+    let sign = if value < 0 { "-" } else { "" };
+    let abs = value.unsigned_abs();
+    let scale = 10u128.pow(12);
+    let fraction = format!("{:012}", abs % scale);
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.is_empty() {
+        format!("{sign}{}", abs / scale)
+    } else {
+        format!("{sign}{}.{fraction}", abs / scale)
+    }
 }
 
 /// Full spans by (trace id, span id) of one project, in no particular order.
@@ -221,6 +288,7 @@ impl SkeletonRow {
             session_id: self.session_id,
             user_id: self.user_id,
             tool_name: self.tool,
+            tags: self.tag_list,
             ..EnrichedSpan::default()
         }
     }
@@ -256,7 +324,6 @@ impl DetailRow {
             messages_truncated: self.messages_truncated,
             tool_call_id: self.tool_call_id,
             tool_arguments: self.tool_arguments,
-            tags: self.tag_list,
             attributes: self.attribute_map,
             resource_attributes: self.resource_map,
             events,
@@ -288,6 +355,7 @@ impl DetailRow {
                 session_id: self.session_id,
                 user_id: self.user_id,
                 tool: self.tool,
+                tag_list: self.tag_list,
             }
             .into_span(project_id)
         }
@@ -312,3 +380,26 @@ const COST_STATUSES: [CostStatus; 4] = [
     CostStatus::ProviderReported,
     CostStatus::UnknownModel,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_sum_exactly_at_the_columns_precision() {
+        assert_eq!(picos("0.000000000001"), Some(1));
+        assert_eq!(picos("2"), Some(2_000_000_000_000));
+        assert_eq!(picos("-1.5"), Some(-1_500_000_000_000));
+        for bad in ["", ".5", "1.0000000000001", "1e3", "abc", "1.2.3"] {
+            assert_eq!(picos(bad), None, "{bad}");
+        }
+        // Ten thousand sub-nano amounts do not drift as nano-dollars would.
+        let sum: i128 = (0..10_000)
+            .map(|_| picos("0.002238597561").expect("parse"))
+            .sum();
+        assert_eq!(picos_text(sum), "22.38597561");
+        assert_eq!(picos_text(0), "0");
+        assert_eq!(picos_text(-1), "-0.000000000001");
+        assert_eq!(picos_text(5_500_000_000), "0.0055");
+    }
+}

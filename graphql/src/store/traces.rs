@@ -5,6 +5,7 @@
 
 use clickhouse::Row;
 use serde::Deserialize;
+use spindle_schemas::canonical::{CostStatus, EnrichedSpan, SpanKind, StatusCode};
 
 use super::{Bind, Sql, Store, decimal, i, s};
 use crate::cursor::Cursor;
@@ -429,6 +430,72 @@ pub async fn summary(
         [s(project_id), s(trace_id)],
     );
     Ok(store.fetch_all(sql).await?.into_iter().next())
+}
+
+/// The summary of a trace computed from all its live spans, as the `traces_mv` materialized
+/// view sums them (sign-weighted sums over live rows are plain sums over the rows of
+/// `spans FINAL`), so `trace(…)` reads a trace it returns whole with one query instead of two.
+/// `total_cost` is the exact sum of the spans' costs ([`super::spans::Skeletons`]). Tests
+/// check it against [`summary`] on stored traces. `None` for no spans.
+pub fn summary_of(trace_id: &str, spans: &[EnrichedSpan], total_cost: String) -> Option<TraceRow> {
+    let first = spans.first()?;
+    let mut row = TraceRow {
+        trace_id: trace_id.to_owned(),
+        start_ns: i64::MAX,
+        end_ns: i64::MIN,
+        root_name: String::new(),
+        root_service: String::new(),
+        root_seen: 0,
+        n_spans: 0,
+        errors: 0,
+        llm_spans: 0,
+        input: 0,
+        output: 0,
+        cache_read: 0,
+        cache_write: 0,
+        reasoning: 0,
+        total_cost: String::new(),
+        unknown_cost_spans: 0,
+        session: first.session_id.clone(),
+        user: first.user_id.clone(),
+        model_list: Vec::new(),
+        tag_list: Vec::new(),
+    };
+    let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let mut models = std::collections::BTreeSet::new();
+    let mut tags = std::collections::BTreeSet::new();
+    for span in spans {
+        row.start_ns = row.start_ns.min(signed(span.start_time_unix_nano));
+        row.end_ns = row.end_ns.max(signed(span.end_time_unix_nano));
+        if span.parent_span_id.is_empty() {
+            row.root_seen = 1;
+            row.root_name = row.root_name.max(span.name.clone());
+            row.root_service = row.root_service.max(span.service.clone());
+        }
+        row.n_spans += 1;
+        row.errors += i64::from(span.status_code == StatusCode::Error as i32);
+        row.llm_spans += i64::from(span.kind == SpanKind::Llm as i32);
+        row.input += signed(span.input_tokens);
+        row.output += signed(span.output_tokens);
+        row.cache_read += signed(span.cache_read_tokens);
+        row.cache_write += signed(span.cache_write_tokens);
+        row.reasoning += signed(span.reasoning_tokens);
+        row.unknown_cost_spans += i64::from(span.cost_status == CostStatus::UnknownModel as i32);
+        if span.session_id > row.session {
+            row.session.clone_from(&span.session_id);
+        }
+        if span.user_id > row.user {
+            row.user.clone_from(&span.user_id);
+        }
+        if !span.model.is_empty() {
+            models.insert(span.model.as_str());
+        }
+        tags.extend(span.tags.iter().map(String::as_str));
+    }
+    row.total_cost = total_cost;
+    row.model_list = models.into_iter().map(str::to_owned).collect();
+    row.tag_list = tags.into_iter().map(str::to_owned).collect();
+    Some(row)
 }
 
 /// The span count the sink vouched for when it found the trace fully stored, if it has.
