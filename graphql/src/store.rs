@@ -144,6 +144,22 @@ pub fn i(value: i64) -> Bind {
     Bind::Int(value)
 }
 
+/// `value` units of 10^-`decimals` as the engine prints a decimal: no trailing zeros, no
+/// point for whole numbers.
+pub fn decimal_text(value: i128, decimals: u32) -> String {
+    let sign = if value < 0 { "-" } else { "" };
+    let scale = 10u128.pow(decimals);
+    let abs = value.unsigned_abs();
+    let width = usize::try_from(decimals).unwrap_or(0);
+    let fraction = format!("{:0width$}", abs % scale);
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.is_empty() {
+        format!("{sign}{}", abs / scale)
+    } else {
+        format!("{sign}{}.{fraction}", abs / scale)
+    }
+}
+
 /// A decimal amount of USD as text, checked so it can be bound into `toDecimal128(?, 12)`.
 pub fn decimal(value: &str) -> Result<Bind, ApiError> {
     let ok = !value.is_empty()

@@ -121,7 +121,7 @@ impl SpanNode {
     pub(super) fn latency_ms_of(&self) -> f64 {
         self.span.duration_ns as f64 / 1e6
     }
-    pub(super) fn status_of(&self) -> Status {
+    fn status_of(&self) -> Status {
         Status {
             code: StatusCode::from_canonical(self.span.status_code),
             message: self.span.status_message.clone(),
@@ -137,7 +137,7 @@ impl SpanNode {
             signed(s.reasoning_tokens),
         )
     }
-    pub(super) fn cost_of(&self) -> Cost {
+    fn cost_of(&self) -> Cost {
         let s = &self.span;
         Cost {
             input: s.input_cost_nanos.map(Decimal::from_nanos),

@@ -23,7 +23,7 @@ use async_graphql::{
 };
 
 use super::span::{SpanNode, nanos, non_empty};
-use super::types::{Decimal, PageInfo};
+use super::types::{CostStatus, Decimal, PageInfo, StatusCode};
 use crate::cursor::Cursor;
 
 /// A span of a page, and the cursor to pass as `after` for the spans after it.
@@ -254,48 +254,46 @@ enum Entry {
 
 impl Plan {
     fn compile(spans: &SelectionField<'_>) -> Option<Plan> {
-        let mut out = Vec::new();
-        for field in spans.selection_set() {
-            let key = response_key(&field, &out)?;
-            let compiled = match field.name() {
+        let page = compile_fields(spans, |field| {
+            Some(match field.name() {
                 "__typename" => PageField::Typename,
                 "totalCount" => PageField::TotalCount,
-                "pageInfo" => {
-                    let mut info = Vec::new();
-                    for sub in field.selection_set() {
-                        let key = response_key(&sub, &info)?;
-                        info.push((
-                            key,
-                            match sub.name() {
-                                "__typename" => InfoField::Typename,
-                                "hasNextPage" => InfoField::HasNextPage,
-                                "endCursor" => InfoField::EndCursor,
-                                _ => return None,
-                            },
-                        ));
-                    }
-                    PageField::PageInfo(info)
-                }
-                "edges" => {
-                    let mut edge = Vec::new();
-                    for sub in field.selection_set() {
-                        let key = response_key(&sub, &edge)?;
-                        let compiled = match sub.name() {
-                            "__typename" => EdgeField::Typename,
-                            "cursor" => EdgeField::Cursor,
-                            "node" => EdgeField::Node(compile_object(&sub, span_field)?),
-                            _ => return None,
-                        };
-                        edge.push((key, compiled));
-                    }
-                    PageField::Edges(edge)
-                }
+                "pageInfo" => PageField::PageInfo(compile_fields(field, |sub| {
+                    Some(match sub.name() {
+                        "__typename" => InfoField::Typename,
+                        "hasNextPage" => InfoField::HasNextPage,
+                        "endCursor" => InfoField::EndCursor,
+                        _ => return None,
+                    })
+                })?),
+                "edges" => PageField::Edges(compile_fields(field, |sub| {
+                    Some(match sub.name() {
+                        "__typename" => EdgeField::Typename,
+                        "cursor" => EdgeField::Cursor,
+                        "node" => EdgeField::Node(compile_object(sub, span_field)?),
+                        _ => return None,
+                    })
+                })?),
                 _ => return None,
-            };
-            out.push((key, compiled));
-        }
-        Some(Plan(out))
+            })
+        })?;
+        Some(Plan(page))
     }
+}
+
+/// The fields selected under `field`, each under its response key and compiled by `compile`;
+/// `None` when one of them is not renderable.
+fn compile_fields<T>(
+    field: &SelectionField<'_>,
+    mut compile: impl FnMut(&SelectionField<'_>) -> Option<T>,
+) -> Option<Vec<(Name, T)>> {
+    let mut out = Vec::new();
+    for sub in field.selection_set() {
+        let key = response_key(&sub, &out)?;
+        let compiled = compile(&sub)?;
+        out.push((key, compiled));
+    }
+    Some(out)
 }
 
 /// The key `field` answers under; `None` (not renderable) when it carries directives (async-graphql
@@ -313,16 +311,12 @@ fn response_key<T>(field: &SelectionField<'_>, taken: &[(Name, T)]) -> Option<Na
 }
 
 fn compile_object(field: &SelectionField<'_>, table: Table) -> Option<Vec<(Name, NodeField)>> {
-    let mut out = Vec::new();
-    for sub in field.selection_set() {
-        let key = response_key(&sub, &out)?;
-        let compiled = match table(sub.name())? {
+    compile_fields(field, |sub| {
+        Some(match table(sub.name())? {
             Entry::Leaf(leaf) => NodeField::Leaf(leaf),
-            Entry::Object(table) => NodeField::Object(compile_object(&sub, table)?),
-        };
-        out.push((key, compiled));
-    }
-    Some(out)
+            Entry::Object(table) => NodeField::Object(compile_object(sub, table)?),
+        })
+    })
 }
 
 fn render_object(node: &SpanNode, fields: &[(Name, NodeField)]) -> Value {
@@ -384,7 +378,7 @@ fn span_field(name: &str) -> Option<Entry> {
 fn status_field(name: &str) -> Option<Entry> {
     let leaf: Leaf = match name {
         "__typename" => |_| text("Status"),
-        "code" => |n| enum_value(n.status_of().code),
+        "code" => |n| enum_value(StatusCode::from_canonical(n.span.status_code)),
         "message" => |n| text(&n.span.status_message),
         _ => return None,
     };
@@ -411,7 +405,7 @@ fn cost_field(name: &str) -> Option<Entry> {
         "input" => |n| decimal(n.span.input_cost_nanos),
         "output" => |n| decimal(n.span.output_cost_nanos),
         "total" => |n| decimal(n.span.total_cost_nanos),
-        "status" => |n| enum_value(n.cost_of().status),
+        "status" => |n| enum_value(CostStatus::from_canonical(n.span.cost_status)),
         _ => return None,
     };
     Some(Entry::Leaf(leaf))

@@ -70,16 +70,7 @@ impl ScalarType for Decimal {
 impl Decimal {
     /// Nano-dollars as decimal USD text.
     pub fn from_nanos(nanos: i64) -> Decimal {
-        let sign = if nanos < 0 { "-" } else { "" };
-        let abs = nanos.unsigned_abs();
-        let whole = abs / 1_000_000_000;
-        let fraction = format!("{:09}", abs % 1_000_000_000);
-        let fraction = fraction.trim_end_matches('0');
-        if fraction.is_empty() {
-            Decimal(format!("{sign}{whole}"))
-        } else {
-            Decimal(format!("{sign}{whole}.{fraction}"))
-        }
+        Decimal(crate::store::decimal_text(nanos.into(), 9))
     }
 }
 

@@ -155,7 +155,7 @@ pub async fn trace_skeletons(
         .try_fold(0i128, |sum, row| {
             Some(sum + row.total_usd.as_deref().map_or(Some(0), picos)?)
         })
-        .map(picos_text);
+        .map(|sum| super::decimal_text(sum, 12));
     Ok(Skeletons {
         spans: rows.into_iter().map(|r| r.into_span(project_id)).collect(),
         total_cost,
@@ -181,20 +181,6 @@ fn picos(text: &str) -> Option<i128> {
     let value = whole.parse::<i128>().ok()? * 10i128.pow(12)
         + format!("{fraction:0<12}").parse::<i128>().ok()?;
     Some(if negative { -value } else { value })
-}
-
-/// 10⁻¹² units as the engine prints a decimal: no trailing zeros, no point for whole numbers.
-fn picos_text(value: i128) -> String {
-    let sign = if value < 0 { "-" } else { "" };
-    let abs = value.unsigned_abs();
-    let scale = 10u128.pow(12);
-    let fraction = format!("{:012}", abs % scale);
-    let fraction = fraction.trim_end_matches('0');
-    if fraction.is_empty() {
-        format!("{sign}{}", abs / scale)
-    } else {
-        format!("{sign}{}.{fraction}", abs / scale)
-    }
 }
 
 /// Full spans by (trace id, span id) of one project, in no particular order.
@@ -397,9 +383,9 @@ mod tests {
         let sum: i128 = (0..10_000)
             .map(|_| picos("0.002238597561").expect("parse"))
             .sum();
-        assert_eq!(picos_text(sum), "22.38597561");
-        assert_eq!(picos_text(0), "0");
-        assert_eq!(picos_text(-1), "-0.000000000001");
-        assert_eq!(picos_text(5_500_000_000), "0.0055");
+        assert_eq!(crate::store::decimal_text(sum, 12), "22.38597561");
+        assert_eq!(crate::store::decimal_text(0, 12), "0");
+        assert_eq!(crate::store::decimal_text(-1, 12), "-0.000000000001");
+        assert_eq!(crate::store::decimal_text(5_500_000_000, 12), "0.0055");
     }
 }
