@@ -1,7 +1,7 @@
 //! The processor's consumer loop: `spans.raw` → [`normalize`](super::normalize) →
 //! `spans.enriched`, at least once, with poison records sent to `spans.dlq`.
 //!
-//! Records are handled in batches (up to `batch_max_records` or `batch_max_wait_ms`): every
+//! Records are handled in batches (what has arrived, up to `batch_max_records`): every
 //! enriched record of the batch is produced with `acks=all`, and only when all of them are
 //! acknowledged are the batch's offsets committed. If a produce fails, the consumer seeks back
 //! to the batch's first offsets and does it again; the copies this may leave on
@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use prost::Message as _;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -43,7 +44,7 @@ pub struct ProcessorConfig {
     pub max_message_bytes: usize,
     /// Records handled per batch at most.
     pub batch_max_records: usize,
-    /// How long a batch waits to fill.
+    /// How long a batch waits for more records after its first (0: only what has arrived).
     pub batch_max_wait_ms: u64,
     /// How long a produce may take before the batch is retried.
     pub produce_timeout_ms: u64,
@@ -138,7 +139,8 @@ pub async fn run(
                 tracing::warn!(error = %e, "trace completion check failed; retrying on the next tick");
             }
         }
-        let batch = next_batch(&consumer, &config, &shutdown).await;
+        let next_check = last_check + Duration::from_millis(config.completion_check_ms);
+        let batch = next_batch(&consumer, &config, next_check, &shutdown).await;
         if batch.is_empty() {
             continue;
         }
@@ -166,22 +168,42 @@ pub async fn run(
     Ok(())
 }
 
+/// The next batch: waits (until `idle_until` at most) for a first record, then takes every
+/// record that has already arrived, and any arriving within `batch_max_wait_ms` of the first,
+/// up to `batch_max_records`. With the default wait of 0 a record is never held back for others:
+/// under load the batches grow by themselves, since records queue while the last batch is being
+/// produced.
 async fn next_batch(
     consumer: &StreamConsumer,
     config: &ProcessorConfig,
+    idle_until: tokio::time::Instant,
     shutdown: &CancellationToken,
 ) -> Vec<OwnedMessage> {
     let mut batch = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(config.batch_max_wait_ms);
+    let mut deadline = idle_until;
     while batch.len() < config.batch_max_records {
-        let received = tokio::select! {
-            () = shutdown.cancelled() => break,
-            received = tokio::time::timeout_at(deadline, consumer.recv()) => received,
+        let received = match consumer.recv().now_or_never() {
+            Some(received) => received,
+            None if batch.is_empty() || tokio::time::Instant::now() < deadline => {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    received = tokio::time::timeout_at(deadline, consumer.recv()) => match received {
+                        Ok(received) => received,
+                        Err(_) => break,
+                    },
+                }
+            }
+            None => break,
         };
         match received {
-            Err(_) => break,
-            Ok(Ok(message)) => batch.push(message.detach()),
-            Ok(Err(e)) => {
+            Ok(message) => {
+                if batch.is_empty() {
+                    deadline = tokio::time::Instant::now()
+                        + Duration::from_millis(config.batch_max_wait_ms);
+                }
+                batch.push(message.detach());
+            }
+            Err(e) => {
                 tracing::warn!(error = %e, "cannot read `spans.raw`; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 break;
