@@ -57,6 +57,10 @@ pub struct KafkaConfig {
     pub brokers: String,
     pub partitions: u16,
     pub replication_factor: u16,
+    /// `fetch.wait.max.ms` of the processor's and the sink's span consumers.
+    pub fetch_wait_ms: u32,
+    /// `fetch.wait.max.ms` of the consumers of `traces.events` and `platform.events`.
+    pub events_fetch_wait_ms: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -37,7 +37,7 @@ fn span_path_group(config: &Config, health: std::net::SocketAddr) -> rdkafka::Cl
         // tansu holds an empty fetch for the whole wait even when data arrives meanwhile, so
         // librdkafka's 500 ms would add up to half a second per hop to the time from
         // acknowledgement to a live event (processor) and to queryable (sink).
-        .set("fetch.wait.max.ms", "100");
+        .set("fetch.wait.max.ms", config.kafka.fetch_wait_ms.to_string());
     base
 }
 
@@ -145,8 +145,13 @@ pub async fn sink(config: &Config) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
+    let mut events_group = span_path_group(config, config.sink.health_listen);
+    events_group.set(
+        "fetch.wait.max.ms",
+        config.kafka.events_fetch_wait_ms.to_string(),
+    );
     let events = group_consumer(
-        span_path_group(config, config.sink.health_listen),
+        events_group,
         "spindle-sink-persisted",
         spindle_schemas::topics::TRACES_EVENTS.name,
     )?;
@@ -216,8 +221,13 @@ pub async fn gateway_deps(config: &Config) -> anyhow::Result<spindle_pipeline::g
 /// `spindle projector`: applies `platform.events` to Redis.
 pub async fn projector(config: &Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
+    let mut group = clients::kafka_config(&config.kafka);
+    group.set(
+        "fetch.wait.max.ms",
+        config.kafka.events_fetch_wait_ms.to_string(),
+    );
     let consumer = group_consumer(
-        clients::kafka_config(&config.kafka),
+        group,
         "spindle-projector",
         spindle_schemas::topics::PLATFORM_EVENTS.name,
     )?;

@@ -27,7 +27,10 @@ async fn ready_hub(config: &Config, subscriber_buffer: usize) -> (Hub, Cancellat
     let shutdown = CancellationToken::new();
     let hub = Hub::start(
         &spindle::clients::kafka_config(&config.kafka),
-        &LiveConfig { subscriber_buffer },
+        &LiveConfig {
+            subscriber_buffer,
+            ..config.graphql.live.clone()
+        },
         shutdown.clone(),
     )
     .expect("hub starts");

@@ -42,6 +42,11 @@ pub struct LiveConfig {
     /// Events buffered per project for its feeds (1 to 65,536). A feed more than this many
     /// events behind loses the oldest ones and reads [`LiveEvent::Lagged`] instead.
     pub subscriber_buffer: usize,
+    /// `fetch.wait.max.ms` of the `spans.enriched` reader: it bounds how late a span reaches
+    /// the feeds when the broker holds empty fetches to the end.
+    pub spans_fetch_wait_ms: u32,
+    /// `fetch.wait.max.ms` of the `traces.events` reader (COMPLETED, PERSISTED).
+    pub events_fetch_wait_ms: u32,
 }
 
 /// What a [`Feed`] yields.
@@ -95,8 +100,8 @@ impl Hub {
     ///
     /// Each reader is an rdkafka consumer built from `kafka` (bootstrap servers and the like),
     /// with a `group.id` of its own that never joins a group, `enable.auto.commit=false`,
-    /// `enable.auto.offset.store=false` and, unless `kafka` sets it, `fetch.wait.max.ms=100`
-    /// (events reach feeds within about 100 ms). It reads the topic's partition count from the
+    /// `enable.auto.offset.store=false` and the `fetch.wait.max.ms` of its source from
+    /// `config` (a span reaches the feeds within about that long). It reads the topic's partition count from the
     /// broker's metadata (retrying while the topic is missing) and is assigned every partition
     /// at its high watermark; partitions added later are not read. Each payload is decoded
     /// (prost) and published to the feeds of its project (`EnrichedSpan::project_id`,
@@ -117,8 +122,9 @@ impl Hub {
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| LiveError::NoRuntime)?;
         let _entered = runtime.enter();
-        let readers = [Source::Spans, Source::TraceEvents]
-            .map(|source| reader::consumer(kafka, source).map(|consumer| (source, consumer)));
+        let readers = [Source::Spans, Source::TraceEvents].map(|source| {
+            reader::consumer(kafka, config, source).map(|consumer| (source, consumer))
+        });
         let shared = Arc::new(Shared::new(capacity, shutdown.clone()));
         // Both consumers exist before anything runs, so an error leaves nothing behind.
         let [spans, events] = readers;

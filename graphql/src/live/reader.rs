@@ -12,7 +12,7 @@ use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 use spindle_schemas::canonical::{ENRICHED_SPAN_VERSION, EnrichedSpan};
 use spindle_schemas::trace_events::{TRACE_EVENT_VERSION, TraceEvent, TraceEventKind};
 
-use super::{LiveError, LiveEvent, Shared, Source};
+use super::{LiveConfig, LiveError, LiveEvent, Shared, Source};
 
 /// How long one metadata or watermark request may take.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -20,18 +20,24 @@ const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY: Duration = Duration::from_secs(1);
 
 /// The consumer of `source`'s topic: `kafka` plus settings that keep it out of any group.
-pub(super) fn consumer(kafka: &ClientConfig, source: Source) -> Result<StreamConsumer, LiveError> {
+pub(super) fn consumer(
+    kafka: &ClientConfig,
+    settings: &LiveConfig,
+    source: Source,
+) -> Result<StreamConsumer, LiveError> {
+    let fetch_wait_ms = match source {
+        Source::Spans => settings.spans_fetch_wait_ms,
+        Source::TraceEvents => settings.events_fetch_wait_ms,
+    };
     let mut config = kafka.clone();
     config
         .set("group.id", group_id(source))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         // Only if an assigned watermark is gone (retention): go on from the end, never replay.
-        .set("auto.offset.reset", "latest");
-    if config.get("fetch.wait.max.ms").is_none() {
-        // The broker holds an empty fetch this long; it bounds the fan-out latency.
-        config.set("fetch.wait.max.ms", "100");
-    }
+        .set("auto.offset.reset", "latest")
+        // The broker may hold an empty fetch this long; it bounds the fan-out latency.
+        .set("fetch.wait.max.ms", fetch_wait_ms.to_string());
     config.create().map_err(|error| LiveError::Kafka {
         topic: source.topic(),
         source: error,

@@ -197,15 +197,22 @@ async fn dispatch_publishes_decoded_records_to_the_payloads_project() {
 
 #[test]
 fn settings_refuse_unknown_keys_and_bad_buffers() {
-    let config: LiveConfig =
-        serde_json::from_str(r#"{"subscriber_buffer": 256}"#).expect("valid settings");
+    let config: LiveConfig = serde_json::from_str(
+        r#"{"subscriber_buffer": 256, "spans_fetch_wait_ms": 50, "events_fetch_wait_ms": 900}"#,
+    )
+    .expect("valid settings");
     assert_eq!(config.subscriber_buffer, 256);
-    assert!(serde_json::from_str::<LiveConfig>(r#"{"subscriber_buffer": 1, "extra": 2}"#).is_err());
+    assert_eq!(config.spans_fetch_wait_ms, 50);
+    assert_eq!(config.events_fetch_wait_ms, 900);
+    let unknown = r#"{"subscriber_buffer": 1, "spans_fetch_wait_ms": 1, "events_fetch_wait_ms": 1, "extra": 2}"#;
+    assert!(serde_json::from_str::<LiveConfig>(unknown).is_err());
     for value in [0, MAX_SUBSCRIBER_BUFFER + 1] {
         let refused = Hub::start(
             &rdkafka::ClientConfig::new(),
             &LiveConfig {
                 subscriber_buffer: value,
+                spans_fetch_wait_ms: 100,
+                events_fetch_wait_ms: 500,
             },
             CancellationToken::new(),
         );
@@ -215,6 +222,8 @@ fn settings_refuse_unknown_keys_and_bad_buffers() {
         &rdkafka::ClientConfig::new(),
         &LiveConfig {
             subscriber_buffer: 1,
+            spans_fetch_wait_ms: 100,
+            events_fetch_wait_ms: 500,
         },
         CancellationToken::new(),
     );
