@@ -101,14 +101,15 @@ impl Hub {
     /// Each reader is an rdkafka consumer built from `kafka` (bootstrap servers and the like),
     /// with a `group.id` of its own that never joins a group, `enable.auto.commit=false`,
     /// `enable.auto.offset.store=false` and the `fetch.wait.max.ms` of its source from
-    /// `config` (a span reaches the feeds within about that long). It reads the topic's partition count from the
-    /// broker's metadata (retrying while the topic is missing) and is assigned every partition
-    /// at its high watermark; partitions added later are not read. Each payload is decoded
-    /// (prost) and published to the feeds of its project (`EnrichedSpan::project_id`,
-    /// `TraceEvent::project_id`). Payloads that do not decode or carry an unknown version are
-    /// counted in `spindle_graphql_live_undecodable_total{topic}` and skipped; so are, silently,
-    /// trace events other than `COMPLETED` and `PERSISTED`. A record whose key
-    /// (`<project_id>/<trace_id>`) names a project without feeds is skipped undecoded.
+    /// `config` (a span reaches the feeds within about that long). It reads the topic's
+    /// partition count from the broker's metadata (retrying while the topic is missing) and is
+    /// assigned every partition at its high watermark; partitions added later are not read.
+    /// Each payload is decoded (prost) and published to the feeds of its project
+    /// (`EnrichedSpan::project_id`, `TraceEvent::project_id`). Payloads that do not decode or
+    /// carry an unknown version are counted in `spindle_graphql_live_undecodable_total{topic}`
+    /// and skipped; so are, silently, trace events other than `COMPLETED` and `PERSISTED`.
+    /// A record whose key (`<project_id>/<trace_id>`) names a project without feeds is
+    /// skipped undecoded.
     ///
     /// Runs until `shutdown` is cancelled; then every feed ends.
     pub fn start(
