@@ -13,7 +13,7 @@ use crate::clients::{self, Dependency, Probes};
 use crate::config::Config;
 use crate::health::{self, Readiness};
 
-/// Group membership of the span-path consumers.
+/// Group membership of the processor's and the sink's consumers, fetching with `fetch_wait_ms`.
 ///
 /// Static membership (`group.instance.id`): a role restarted after a crash rejoins as the
 /// member it was and gets its partitions back at once. Without it, tansu kept a killed
@@ -25,7 +25,11 @@ use crate::health::{self, Readiness};
 /// Shorter sessions than librdkafka's 45 s: a member that is gone for good (a pod that moved)
 /// gives its partitions up within 10 s. Heartbeats come from librdkafka's own thread, so a busy
 /// member keeps its session; the roles poll far more often than `max.poll.interval.ms`.
-fn span_path_group(config: &Config, health: std::net::SocketAddr) -> rdkafka::ClientConfig {
+fn member_group(
+    config: &Config,
+    health: std::net::SocketAddr,
+    fetch_wait_ms: u32,
+) -> rdkafka::ClientConfig {
     let mut base = clients::kafka_config(&config.kafka);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -35,9 +39,9 @@ fn span_path_group(config: &Config, health: std::net::SocketAddr) -> rdkafka::Cl
         .set("heartbeat.interval.ms", "2000")
         .set("max.poll.interval.ms", "60000")
         // tansu holds an empty fetch for the whole wait even when data arrives meanwhile, so
-        // librdkafka's 500 ms would add up to half a second per hop to the time from
-        // acknowledgement to a live event (processor) and to queryable (sink).
-        .set("fetch.wait.max.ms", config.kafka.fetch_wait_ms.to_string());
+        // on the span path librdkafka's 500 ms would add up to half a second per hop to the
+        // time from acknowledgement to a live event (processor) and to queryable (sink).
+        .set("fetch.wait.max.ms", fetch_wait_ms.to_string());
     base
 }
 
@@ -92,7 +96,11 @@ pub async fn gateway(config: &Config) -> anyhow::Result<()> {
 pub async fn processor(config: &Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let consumer = group_consumer(
-        span_path_group(config, config.processor.health_listen),
+        member_group(
+            config,
+            config.processor.health_listen,
+            config.kafka.fetch_wait_ms,
+        ),
         "spindle-processor",
         spindle_schemas::topics::SPANS_RAW.name,
     )?;
@@ -131,7 +139,11 @@ pub async fn processor(config: &Config) -> anyhow::Result<()> {
 pub async fn sink(config: &Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let consumer = group_consumer(
-        span_path_group(config, config.sink.health_listen),
+        member_group(
+            config,
+            config.sink.health_listen,
+            config.kafka.fetch_wait_ms,
+        ),
         "spindle-sink",
         spindle_schemas::topics::SPANS_ENRICHED.name,
     )?;
@@ -145,13 +157,12 @@ pub async fn sink(config: &Config) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
-    let mut events_group = span_path_group(config, config.sink.health_listen);
-    events_group.set(
-        "fetch.wait.max.ms",
-        config.kafka.events_fetch_wait_ms.to_string(),
-    );
     let events = group_consumer(
-        events_group,
+        member_group(
+            config,
+            config.sink.health_listen,
+            config.kafka.events_fetch_wait_ms,
+        ),
         "spindle-sink-persisted",
         spindle_schemas::topics::TRACES_EVENTS.name,
     )?;
