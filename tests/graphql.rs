@@ -451,6 +451,32 @@ async fn start_time_pages_reach_back_over_days() {
     ingest(&config, &key, &two(&old, now - 6 * day, now - 6 * day)).await;
     wait_for_traces(&config, &key, &p, 4).await;
 
+    // By id, a trace is found through the hours its spans start in (`trace_hours`): whole
+    // when they start on two days, and each of its spans on its own.
+    let child = format!("{}02", &crossing[..14]);
+    let by_id = data(
+        gql(
+            &config,
+            Some(&key),
+            "query($p: String!, $t: String!, $s: String!) {
+               trace(projectId: $p, traceId: $t) {
+                 summary { spanCount } spans { edges { node { spanId } } } }
+               span(projectId: $p, traceId: $t, spanId: $s) { spanId name } }",
+            json!({"p": p, "t": crossing, "s": child}),
+        )
+        .await,
+    );
+    assert_eq!(by_id["trace"]["summary"]["spanCount"], 2);
+    let ids: Vec<&str> = by_id["trace"]["spans"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|edge| edge["node"]["spanId"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, [format!("{}01", &crossing[..14]), child.clone()]);
+    assert_eq!(by_id["span"]["spanId"], child.as_str());
+    assert_eq!(by_id["span"]["name"], "step");
+
     let walk = |direction: &'static str, range: Value| {
         let (config, key, p) = (config.clone(), key.clone(), p.clone());
         async move {

@@ -41,7 +41,13 @@ async fn apply_then_reapply_is_a_no_op() {
         .await
         .expect("ledger");
     assert_eq!(ledger, migrations.len() as u64, "each file recorded once");
-    for table in ["spans", "traces", "usage_hourly", "audit_log"] {
+    for table in [
+        "spans",
+        "traces",
+        "usage_hourly",
+        "audit_log",
+        "trace_hours",
+    ] {
         let exists: u64 = db
             .query(
                 "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = ?",
@@ -275,4 +281,78 @@ async fn summaries_net_out_replaced_spans() {
             ("c".to_owned(), 1)
         ]
     );
+}
+
+/// `trace_hours` lists the hours of spans stored before 0007 (its backfill) and after it (its
+/// view), one row per project, trace and hour however often a span is written.
+#[tokio::test]
+async fn trace_hours_cover_spans_stored_before_and_after_0007() {
+    let config = support::stack();
+    let client = spindle::clients::clickhouse(&config.clickhouse);
+    let database = support::unique("schema");
+    let migrations = embedded();
+    let before = migrations
+        .iter()
+        .position(|m| m.name == "0007_trace_hours.sql")
+        .expect("0007 is embedded");
+    apply(&client, &database, &migrations[..before])
+        .await
+        .expect("apply up to 0006");
+    let db = client.clone().with_database(&database);
+    let insert = |rows: &'static str| {
+        let db = db.clone();
+        async move {
+            db.query(&format!(
+                "INSERT INTO spans (project_id, trace_id, span_id, name, start_time, end_time, \
+                 retention_days, version, sign) VALUES {rows}"
+            ))
+            .execute()
+            .await
+            .expect("insert spans");
+        }
+    };
+    insert(
+        "('p', 't1', 's1', 'root', now64(9) - INTERVAL 3 HOUR, now64(9), 30, 1, 1), \
+         ('p', 't1', 's2', 'child', now64(9) - INTERVAL 1 HOUR, now64(9), 30, 1, 1), \
+         ('q', 't1', 's1', 'other project', now64(9) - INTERVAL 2 HOUR, now64(9), 30, 1, 1)",
+    )
+    .await;
+    apply(&client, &database, &migrations)
+        .await
+        .expect("apply 0007");
+    // The same span again under the sign protocol, and a new trace.
+    insert(
+        "('p', 't1', 's2', 'child', now64(9) - INTERVAL 1 HOUR, now64(9), 30, 1, -1), \
+         ('p', 't1', 's2', 'child', now64(9) - INTERVAL 1 HOUR, now64(9), 30, 2, 1), \
+         ('p', 't2', 's1', 'new', now64(9) - INTERVAL 5 HOUR, now64(9), 7, 1, 1)",
+    )
+    .await;
+    let rows: Vec<(String, String, i64, u16)> = db
+        .query(
+            "SELECT project_id, trace_id, \
+             intDiv(toInt64(toUnixTimestamp(now())) - toInt64(toUnixTimestamp(hour)), 3600), \
+             retention_days FROM trace_hours FINAL ORDER BY project_id, trace_id, hour",
+        )
+        .fetch_all()
+        .await
+        .expect("trace_hours");
+    // Hours ago, counted from the start of each hour: an hour boundary may pass between the
+    // inserts and the read, so each span's hour is h or h + 1 hours back.
+    let shape: Vec<(&str, &str, u16)> = rows
+        .iter()
+        .map(|(p, t, _, days)| (p.as_str(), t.as_str(), *days))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("p", "t1", 30),
+            ("p", "t1", 30),
+            ("p", "t2", 7),
+            ("q", "t1", 30)
+        ]
+    );
+    let ago: Vec<i64> = rows.iter().map(|r| r.2).collect();
+    for (got, want) in ago.iter().zip([3, 1, 5, 2]) {
+        assert!(*got == want || *got == want + 1, "{ago:?}");
+    }
 }

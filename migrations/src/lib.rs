@@ -34,6 +34,10 @@ const FILES: &[(&str, &str)] = &[
         "0006_trace_lifecycle.sql",
         include_str!("../sql/0006_trace_lifecycle.sql"),
     ),
+    (
+        "0007_trace_hours.sql",
+        include_str!("../sql/0007_trace_hours.sql"),
+    ),
 ];
 
 /// Spindle's migrations, parsed from the embedded files.

@@ -143,9 +143,9 @@ pub async fn trace_skeletons(
     trace_id: &str,
     limit: usize,
 ) -> Result<Skeletons, ApiError> {
-    let mut sql = Sql::new("SELECT ");
-    sql.push(SKELETON_COLUMNS).push_bound(
-        " FROM spans FINAL WHERE project_id = ? AND trace_id = ? \
+    let mut sql = trace_hours(project_id, trace_id);
+    sql.push(" SELECT ").push(SKELETON_COLUMNS).push_bound(
+        " FROM spans FINAL WHERE project_id = ? AND trace_id = ? AND in_trace_hours \
          ORDER BY start_time, span_id LIMIT ?",
         [s(project_id), s(trace_id), i(limit_i64(limit))],
     );
@@ -160,6 +160,21 @@ pub async fn trace_skeletons(
         spans: rows.into_iter().map(|r| r.into_span(project_id)).collect(),
         total_cost,
     })
+}
+
+/// `WITH … AS in_trace_hours`: the condition that narrows a read of one trace's spans to the
+/// hours `trace_hours` lists for it, so the engine finds them through the sort key of `spans`
+/// (project, hour, trace) instead of testing the trace-id bloom filter of every granule of the
+/// project. The engine evaluates the subquery once, before it picks granules.
+fn trace_hours(project_id: &str, trace_id: &str) -> Sql {
+    let mut sql = Sql::default();
+    sql.push_bound(
+        "WITH (SELECT (min(hour), max(hour)) FROM trace_hours \
+         WHERE project_id = ? AND trace_id = ?) AS hours, \
+         toStartOfHour(start_time) BETWEEN hours.1 AND hours.2 AS in_trace_hours",
+        [s(project_id), s(trace_id)],
+    );
+    sql
 }
 
 /// Decimal text with at most 12 decimals as an integer of 10⁻¹² units.
@@ -197,8 +212,16 @@ pub async fn details(
     let mut sql = Sql::new("SELECT ");
     sql.push(SKELETON_COLUMNS).push(DETAIL_COLUMNS).push_bound(
         " FROM spans FINAL WHERE project_id = ? AND has(?, trace_id) \
-         AND has(?, concat(trace_id, '/', span_id))",
-        [s(project_id), Bind::Strs(traces), Bind::Strs(pairs)],
+         AND has(?, concat(trace_id, '/', span_id)) \
+         AND toStartOfHour(start_time) IN \
+         (SELECT hour FROM trace_hours WHERE project_id = ? AND has(?, trace_id))",
+        [
+            s(project_id),
+            Bind::Strs(traces.clone()),
+            Bind::Strs(pairs),
+            s(project_id),
+            Bind::Strs(traces),
+        ],
     );
     let rows: Vec<DetailRow> = store.fetch_all(sql).await?;
     Ok(rows.into_iter().map(|r| r.into_span(project_id)).collect())
