@@ -209,6 +209,54 @@ fn url(config: &spindle::config::Config) -> String {
     config.clickhouse.url.clone()
 }
 
+/// Pooled connections keep the database and settings they were left with, and each request
+/// still runs with exactly its own: none of them carries over to the next request on the same
+/// connection, not even from a `USE` or `SET` statement sent as the query.
+#[tokio::test]
+async fn each_request_runs_with_only_its_own_database_and_settings() {
+    let config = support::stack();
+    let base = url(&config);
+    // Requests one after the other, so the pool hands back the connection just used.
+    let ask = |query: &'static str, params: &'static [(&'static str, &'static str)]| {
+        let base = base.clone();
+        async move {
+            let response = http()
+                .post(&base)
+                .query(params)
+                .body(query)
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(response.status(), 200, "{query}");
+            response.text().await.expect("body")
+        }
+    };
+    const STATE: &str = "SELECT currentDatabase(), getSetting('max_block_size')";
+    let default = ask(STATE, &[]).await;
+    assert!(default.starts_with("default\t"), "{default}");
+    assert_ne!(default, "default\t1234\n");
+    let own = ask(STATE, &[("database", "system"), ("max_block_size", "1234")]).await;
+    assert_eq!(own, "system\t1234\n");
+    assert_eq!(ask(STATE, &[]).await, default);
+    assert_eq!(
+        ask(STATE, &[("database", "system"), ("max_block_size", "1234")]).await,
+        own
+    );
+    assert_eq!(
+        ask(STATE, &[("max_block_size", "1234")]).await,
+        "default\t1234\n"
+    );
+    assert_eq!(
+        ask(STATE, &[("database", "system")]).await,
+        default.replacen("default", "system", 1)
+    );
+    // Statements that change the connection itself.
+    ask("SET max_block_size = 1234", &[]).await;
+    assert_eq!(ask(STATE, &[]).await, default);
+    ask("USE system", &[]).await;
+    assert_eq!(ask(STATE, &[]).await, default);
+}
+
 #[tokio::test]
 async fn http_ping_and_select_formats() {
     let config = support::stack();

@@ -13,6 +13,11 @@ streaming inserter silently drops a block the engine refuses; `FROM INFILE` repo
 
 Every request runs on its own chDB connection taken from a pool: the current database and the
 request's settings are per connection, so concurrent requests never see each other's state.
+A pooled connection remembers the database and settings it was left with, and the next request
+changes only what differs (most clients send the same ones every time: each `USE` or `SET` is a
+query of its own for the engine, four of them around every read before). A request whose own
+statement is a `USE` or `SET` leaves its connection in an unknown state, so that connection is
+closed, not pooled.
 ClickHouse's native block compression (`compress=1`, `decompress=1`) is not supported; clients
 must turn it off (the `clickhouse` crate: `Compression::None`).
 
@@ -126,6 +131,29 @@ def from_engine(exc):
     return err
 
 
+class Session:
+    """A chDB connection and the database and settings it is in."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.database = "default"
+        self.settings = {}
+
+    def prepare(self, database, settings):
+        """Switches to `database` with exactly `settings` (the others back to their defaults),
+        running only the `USE` and `SET` statements that change something."""
+        if self.database != database:
+            self.conn.query(f"USE {quote_identifier(database)}")
+            self.database = database
+        for key in [k for k in self.settings if k not in settings]:
+            self.conn.query(f"SET {quote_identifier(key)} = DEFAULT")
+            del self.settings[key]
+        for key, value in settings.items():
+            if self.settings.get(key) != value:
+                self.conn.query(f"SET {quote_identifier(key)} = {quote_literal(value)}")
+                self.settings[key] = value
+
+
 class Pool:
     """chDB connections to one data directory; each request borrows one."""
 
@@ -139,13 +167,13 @@ class Pool:
         try:
             return self.idle.get_nowait()
         except queue.Empty:
-            return chdb_state.connect(self.path)
+            return Session(chdb_state.connect(self.path))
 
-    def give_back(self, conn):
+    def give_back(self, session):
         if self.idle.qsize() < MAX_POOL:
-            self.idle.put(conn)
+            self.idle.put(session)
         else:
-            conn.close()
+            session.conn.close()
 
 
 def split_statement(text):
@@ -373,15 +401,17 @@ class Handler(BaseHTTPRequestHandler):
         if read_only and first_keyword(text) not in READ_ONLY_STATEMENTS:
             raise ClickHouseError(164, "READONLY", "Cannot execute query in readonly mode: use POST for statements that change data")
 
-        conn = self.server.pool.take()
-        dirty = False
+        session = self.server.pool.take()
+        conn = session.conn
+        # Only a statement of the request can leave the connection in a state `prepare` does not
+        # know of; an engine error in `prepare` itself leaves it half changed.
+        reusable = first_keyword(text) not in ("USE", "SET")
         try:
-            if database:
-                conn.query(f"USE {quote_identifier(database)}")
-                dirty = True
-            for key, value in settings.items():
-                dirty = True
-                conn.query(f"SET {quote_identifier(key)} = {quote_literal(value)}")
+            try:
+                session.prepare(database or "default", settings)
+            except Exception:
+                reusable = False
+                raise
             if head is not None:
                 statement, in_fmt, data_at = head
                 # The body goes to a file the engine reads with FROM INFILE: chDB's streaming
@@ -421,19 +451,10 @@ class Handler(BaseHTTPRequestHandler):
                 }
                 self.answer(200, payload, query_id, summary=summary, started=started, fmt=out_fmt)
         finally:
-            self.release(conn, dirty, settings)
-
-    def release(self, conn, dirty, settings):
-        if not dirty:
-            self.server.pool.give_back(conn)
-            return
-        try:
-            conn.query("USE default")
-            for key in settings:
-                conn.query(f"SET {quote_identifier(key)} = DEFAULT")
-            self.server.pool.give_back(conn)
-        except Exception:
-            conn.close()
+            if reusable:
+                self.server.pool.give_back(session)
+            else:
+                conn.close()
 
     def answer(self, status, payload, query_id, content_type=None, summary=None, started=None, fmt=None):
         self.send_response(status)
