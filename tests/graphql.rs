@@ -84,19 +84,27 @@ async fn ingest(config: &Config, key: &str, body: &Value) {
 }
 
 async fn gql(config: &Config, key: Option<&str>, query: &str, variables: Value) -> Value {
+    post(config, key, query, variables)
+        .await
+        .json()
+        .await
+        .expect("json")
+}
+
+/// The HTTP answer to a GraphQL request, unread.
+async fn post(
+    config: &Config,
+    key: Option<&str>,
+    query: &str,
+    variables: Value,
+) -> reqwest::Response {
     let mut request = reqwest::Client::new()
         .post(format!("http://{}/graphql", config.graphql.listen))
         .json(&json!({"query": query, "variables": variables}));
     if let Some(key) = key {
         request = request.header("authorization", format!("Bearer {key}"));
     }
-    request
-        .send()
-        .await
-        .expect("graphql answers")
-        .json()
-        .await
-        .expect("json")
+    request.send().await.expect("graphql answers")
 }
 
 /// The data of an answer that must have no errors.
@@ -644,15 +652,9 @@ async fn big_trace_pages_read_one_tree() {
     // With the child selection charged once per 100 spans, the whole tree fits one request.
     // Its answer is big enough to be dropped off the request's path (`server::respond`), and
     // is still answered as GraphQL over HTTP.
-    let answer = reqwest::Client::new()
-        .post(format!("http://{}/graphql", config.graphql.listen))
-        .header("authorization", format!("Bearer {key}"))
-        .json(&json!({"query": "query($p: String!, $t: String!) { trace(projectId: $p, traceId: $t) {
+    let answer = post(&config, Some(&key), "query($p: String!, $t: String!) { trace(projectId: $p, traceId: $t) {
         spans(first: 10000) { totalCount edges { node { spanId parentSpanId depth order name kind startTime endTime latencyMs status { code } model } } } } }",
-            "variables": {"p": p, "t": trace_id}}))
-        .send()
-        .await
-        .expect("graphql answers");
+        json!({"p": p, "t": trace_id})).await;
     assert_eq!(answer.status(), 200);
     assert_eq!(
         answer.headers()["content-type"],

@@ -473,7 +473,7 @@ impl Api {
 
     /// One request, timed from send to the last byte of the answer (what k6 calls
     /// `http_req_duration`), and the answer, parsed after that (the parse is timed apart: it is
-    /// this client's cost, ~20 ms for the 2.1 MB whole tree into a `serde_json::Value`).
+    /// this client's cost, 20–30 ms for the 2.1 MB whole tree into a `serde_json::Value`).
     async fn ask(
         &self,
         query: &str,

@@ -143,12 +143,17 @@ pub async fn trace_skeletons(
     trace_id: &str,
     limit: usize,
 ) -> Result<Skeletons, ApiError> {
-    let mut sql = trace_hours(project_id, trace_id);
-    sql.push(" SELECT ").push(SKELETON_COLUMNS).push_bound(
-        " FROM spans FINAL WHERE project_id = ? AND trace_id = ? AND in_trace_hours \
-         ORDER BY start_time, span_id LIMIT ?",
-        [s(project_id), s(trace_id), i(limit_i64(limit))],
-    );
+    let mut sql = Sql::new("SELECT ");
+    sql.push(SKELETON_COLUMNS)
+        .push_bound(
+            " FROM spans FINAL WHERE project_id = ? AND trace_id = ?",
+            [s(project_id), s(trace_id)],
+        )
+        .append(in_trace_hours(project_id, vec![trace_id.to_owned()]))
+        .push_bound(
+            " ORDER BY start_time, span_id LIMIT ?",
+            [i(limit_i64(limit))],
+        );
     let rows: Vec<SkeletonRow> = store.fetch_all_unchecked(sql).await?;
     let total_cost = rows
         .iter()
@@ -162,17 +167,16 @@ pub async fn trace_skeletons(
     })
 }
 
-/// `WITH … AS in_trace_hours`: the condition that narrows a read of one trace's spans to the
-/// hours `trace_hours` lists for it, so the engine finds them through the sort key of `spans`
-/// (project, hour, trace) instead of testing the trace-id bloom filter of every granule of the
-/// project. The engine evaluates the subquery once, before it picks granules.
-fn trace_hours(project_id: &str, trace_id: &str) -> Sql {
+/// ` AND …`: narrows a read of some traces' spans to the hours `trace_hours` lists for them,
+/// so the engine finds them through the sort key of `spans` (project, hour, trace) instead of
+/// testing the trace-id bloom filter of every granule of the project. The engine builds the
+/// subquery's set once, before it picks granules.
+fn in_trace_hours(project_id: &str, trace_ids: Vec<String>) -> Sql {
     let mut sql = Sql::default();
     sql.push_bound(
-        "WITH (SELECT (min(hour), max(hour)) FROM trace_hours \
-         WHERE project_id = ? AND trace_id = ?) AS hours, \
-         toStartOfHour(start_time) BETWEEN hours.1 AND hours.2 AS in_trace_hours",
-        [s(project_id), s(trace_id)],
+        " AND toStartOfHour(start_time) IN \
+         (SELECT hour FROM trace_hours WHERE project_id = ? AND has(?, trace_id))",
+        [s(project_id), Bind::Strs(trace_ids)],
     );
     sql
 }
@@ -210,19 +214,14 @@ pub async fn details(
     let traces: Vec<String> = keys.iter().map(|(t, _)| t.clone()).collect();
     let pairs: Vec<String> = keys.iter().map(|(t, sp)| format!("{t}/{sp}")).collect();
     let mut sql = Sql::new("SELECT ");
-    sql.push(SKELETON_COLUMNS).push(DETAIL_COLUMNS).push_bound(
-        " FROM spans FINAL WHERE project_id = ? AND has(?, trace_id) \
-         AND has(?, concat(trace_id, '/', span_id)) \
-         AND toStartOfHour(start_time) IN \
-         (SELECT hour FROM trace_hours WHERE project_id = ? AND has(?, trace_id))",
-        [
-            s(project_id),
-            Bind::Strs(traces.clone()),
-            Bind::Strs(pairs),
-            s(project_id),
-            Bind::Strs(traces),
-        ],
-    );
+    sql.push(SKELETON_COLUMNS)
+        .push(DETAIL_COLUMNS)
+        .push_bound(
+            " FROM spans FINAL WHERE project_id = ? AND has(?, trace_id) \
+             AND has(?, concat(trace_id, '/', span_id))",
+            [s(project_id), Bind::Strs(traces.clone()), Bind::Strs(pairs)],
+        )
+        .append(in_trace_hours(project_id, traces));
     let rows: Vec<DetailRow> = store.fetch_all(sql).await?;
     Ok(rows.into_iter().map(|r| r.into_span(project_id)).collect())
 }
