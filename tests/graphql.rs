@@ -534,6 +534,14 @@ async fn start_time_pages_reach_back_over_days() {
         walk("DESC", from_midnight).await,
         vec![(recent.clone(), 2), (hours.clone(), 2)]
     );
+    // A range that ends before midnight lists the crossing trace whole: the row of its span
+    // that started on the next day is summed too.
+    let until_midnight = json!({"from": rfc3339(midnight - MINUTE),
+                                "to": rfc3339(midnight - 1_000_000_000)});
+    assert_eq!(
+        walk("DESC", until_midnight).await,
+        vec![(crossing.clone(), 2)]
+    );
     let before = json!({"from": rfc3339(midnight - MINUTE), "to": rfc3339(now + MINUTE)});
     assert_eq!(
         walk("ASC", before).await,

@@ -149,7 +149,17 @@ const ROW_COLUMNS: &str = "trace_id, start_ns, end_ns, root_name, root_service, 
     n_spans, errors, llm_spans, input, output, cache_read, cache_write, reasoning, total_cost, \
     unknown_cost_spans, session, user, model_list, tag_list";
 
-/// The SQL of one page: `limit` rows after `after`.
+/// Which `traces` rows a list sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// Every row of the range's days: for a range read at once.
+    Range,
+    /// Only the rows of traces with a row that started inside the range: for a window much
+    /// narrower than the days it touches.
+    Window,
+}
+
+/// The SQL of one page: `limit` rows after `after`, summing `rows`.
 pub fn list_sql(
     project_id: &str,
     filter: &TraceFilter,
@@ -157,6 +167,7 @@ pub fn list_sql(
     descending: bool,
     after: Option<&Cursor>,
     limit: usize,
+    rows: Rows,
 ) -> Result<Sql, ApiError> {
     let mut sql = Sql::new("SELECT ");
     sql.push(ROW_COLUMNS)
@@ -164,6 +175,11 @@ pub fn list_sql(
         .push(SUMMARY_COLUMNS);
     sql.push(" FROM traces")
         .append(trace_rows(project_id, filter));
+    if rows == Rows::Window {
+        sql.push(" AND trace_id IN (")
+            .append(started_in(project_id, filter))
+            .push(")");
+    }
     if let Some(traces) = owner_conditions(project_id, filter) {
         sql.push(" AND trace_id IN (").append(traces).push(")");
     }
@@ -249,15 +265,38 @@ fn trace_conditions(sql: &mut Sql, filter: &TraceFilter) -> Result<(), ApiError>
 }
 
 /// ` WHERE …` for the `traces` rows of `filter`'s range. A trace has a row per day its spans
-/// started on: one day before `from` is read too, so a trace that crossed midnight into the
-/// first day is summed whole (and left out when it started before `from`) rather than counted
-/// from its second day.
+/// started on (and, until parts merge, one per insert): the day before `from` is read too, so
+/// a trace that crossed midnight into the first day is summed whole (and left out when it
+/// started before `from`) rather than counted from its second day, and the day after `to`, so
+/// a trace that started on the last day and crossed midnight is summed whole.
 fn trace_rows(project_id: &str, filter: &TraceFilter) -> Sql {
     let mut sql = Sql::default();
     sql.push_bound(
         " WHERE project_id = ? AND day >= toDate(fromUnixTimestamp64Nano(?)) - 1 \
-         AND day <= toDate(fromUnixTimestamp64Nano(?))",
+         AND day <= toDate(fromUnixTimestamp64Nano(?)) + 1",
         [s(project_id), i(filter.from_ns), i(filter.to_ns)],
+    );
+    sql
+}
+
+/// `SELECT trace_id FROM traces …` for the traces with a row that started inside `filter`'s
+/// range: every trace that started there has one (the row holding its first span), so
+/// summing only their rows gives the same page while the sum's cost follows the window, not
+/// the days it touches. The traces that started earlier and also have a row inside are still
+/// left out by the start condition after the sum.
+fn started_in(project_id: &str, filter: &TraceFilter) -> Sql {
+    let mut sql = Sql::default();
+    sql.push_bound(
+        "SELECT trace_id FROM traces WHERE project_id = ? \
+         AND day >= toDate(fromUnixTimestamp64Nano(?)) AND day <= toDate(fromUnixTimestamp64Nano(?)) \
+         AND start_time >= fromUnixTimestamp64Nano(?) AND start_time < fromUnixTimestamp64Nano(?)",
+        [
+            s(project_id),
+            i(filter.from_ns),
+            i(filter.to_ns),
+            i(filter.from_ns),
+            i(filter.to_ns),
+        ],
     );
     sql
 }
@@ -348,6 +387,9 @@ fn span_conditions(project_id: &str, filter: &TraceFilter) -> Option<Sql> {
 /// The first time window a list by start time reads; each next one is [`WIDEN`] times wider.
 const FIRST_WINDOW_NS: i64 = 3_600 * 1_000_000_000;
 const WIDEN: i64 = 8;
+/// The widest window whose traces are found before they are summed ([`Rows::Window`]); a
+/// wider one sums its days' rows outright, which costs less than the set of its trace ids.
+const WINDOW_ROWS_MAX_NS: i64 = 2 * 24 * 3_600 * 1_000_000_000;
 
 /// One page of trace summaries.
 ///
@@ -369,13 +411,27 @@ pub async fn list(
     // than widening windows.
     let narrow = filter.user_id.is_some() || filter.session_id.is_some();
     if order != TraceOrder::StartTime || narrow {
-        let sql = list_sql(project_id, filter, order, descending, after, limit)?;
+        let sql = list_sql(
+            project_id,
+            filter,
+            order,
+            descending,
+            after,
+            limit,
+            Rows::Range,
+        )?;
         return store.fetch_all(sql).await;
     }
+    let now = crate::schema::types::now_nanos();
     let mut width = FIRST_WINDOW_NS;
     loop {
-        let (window, whole) = start_window(filter, descending, after, width);
-        let sql = list_sql(project_id, &window, order, descending, after, limit)?;
+        let (window, whole) = start_window(filter, descending, after, width, now);
+        let rows = if window.to_ns - window.from_ns <= WINDOW_ROWS_MAX_NS {
+            Rows::Window
+        } else {
+            Rows::Range
+        };
+        let sql = list_sql(project_id, &window, order, descending, after, limit, rows)?;
         let rows: Vec<TraceRow> = store.fetch_all(sql).await?;
         if whole || rows.len() >= limit {
             return Ok(rows);
@@ -385,19 +441,22 @@ pub async fn list(
 }
 
 /// The part of `filter`'s range a start-time page reads with a window of `width`, and whether
-/// that is all of what is left of the range.
+/// that is all of what is left of the range. Newest first, a window reaches back `width` from
+/// `now` when the range ends later (the default range ends an hour ahead, for clock skew):
+/// the time after `now` holds next to nothing, and the first window would be spent on it.
 fn start_window(
     filter: &TraceFilter,
     descending: bool,
     after: Option<&Cursor>,
     width: i64,
+    now: i64,
 ) -> (TraceFilter, bool) {
     // The keyset condition keeps starts at or beyond the cursor's; a cursor that does not
     // parse is refused by `list_sql`.
     let cursor = after.and_then(|c| c.value.parse::<i64>().ok());
     let (from, to) = if descending {
         let to = cursor.map_or(filter.to_ns, |c| c.saturating_add(1).min(filter.to_ns));
-        (to.saturating_sub(width).max(filter.from_ns), to)
+        (to.min(now).saturating_sub(width).max(filter.from_ns), to)
     } else {
         let from = cursor.map_or(filter.from_ns, |c| c.max(filter.from_ns));
         (from, from.saturating_add(width).min(filter.to_ns))
@@ -542,7 +601,16 @@ mod tests {
             value: "0.25".into(),
             key: "ab".into(),
         };
-        let sql = list_sql("p", &filter, TraceOrder::Cost, true, Some(&after), 51).expect("sql");
+        let sql = list_sql(
+            "p",
+            &filter,
+            TraceOrder::Cost,
+            true,
+            Some(&after),
+            51,
+            Rows::Range,
+        )
+        .expect("sql");
         assert_eq!(
             sql.text.matches('?').count(),
             sql.binds.len(),
@@ -571,7 +639,16 @@ mod tests {
             session_id: Some("s".into()),
             ..day()
         };
-        let sql = list_sql("p", &filter, TraceOrder::StartTime, false, None, 10).expect("sql");
+        let sql = list_sql(
+            "p",
+            &filter,
+            TraceOrder::StartTime,
+            false,
+            None,
+            10,
+            Rows::Range,
+        )
+        .expect("sql");
         assert!(!sql.text.contains("FROM spans"), "{}", sql.text);
         assert!(
             sql.text
@@ -585,7 +662,16 @@ mod tests {
             user_id: Some("u-1".into()),
             ..day()
         };
-        let sql = list_sql("p", &filter, TraceOrder::StartTime, true, None, 10).expect("sql");
+        let sql = list_sql(
+            "p",
+            &filter,
+            TraceOrder::StartTime,
+            true,
+            None,
+            10,
+            Rows::Range,
+        )
+        .expect("sql");
         let inner = sql
             .text
             .find("trace_id IN (SELECT trace_id FROM traces")
@@ -597,16 +683,67 @@ mod tests {
     }
 
     #[test]
+    fn a_window_sums_only_the_traces_that_started_in_it() {
+        let filter = TraceFilter {
+            models: vec!["gpt-4o".into()],
+            ..day()
+        };
+        let sql = list_sql(
+            "p",
+            &filter,
+            TraceOrder::StartTime,
+            true,
+            None,
+            10,
+            Rows::Window,
+        )
+        .expect("sql");
+        let started = sql
+            .text
+            .find("AND trace_id IN (SELECT trace_id FROM traces WHERE project_id = ?")
+            .expect("started-in set");
+        assert!(started < sql.text.find("GROUP BY trace_id").expect("aggregation"));
+        assert!(
+            sql.text
+                .contains("AND start_time >= fromUnixTimestamp64Nano(?)")
+        );
+        // The start condition after the sum still leaves out traces that started earlier.
+        assert!(
+            sql.text
+                .contains("WHERE n_spans > 0 AND start_ns >= ? AND start_ns < ?")
+        );
+        assert_eq!(sql.text.matches('?').count(), sql.binds.len());
+        let whole = list_sql(
+            "p",
+            &filter,
+            TraceOrder::StartTime,
+            true,
+            None,
+            10,
+            Rows::Range,
+        )
+        .expect("sql");
+        assert!(!whole.text.contains("start_time >="), "{}", whole.text);
+    }
+
+    #[test]
     fn start_time_windows_widen_from_the_end_a_page_starts_at() {
         let range = day();
         let hour = FIRST_WINDOW_NS;
-        let (newest, whole) = start_window(&range, true, None, hour);
+        let now = range.to_ns;
+        let (newest, whole) = start_window(&range, true, None, hour, now);
         assert_eq!(
             (newest.from_ns, newest.to_ns),
             (range.to_ns - hour, range.to_ns)
         );
         assert!(!whole);
-        let (oldest, _) = start_window(&range, false, None, hour);
+        // A range that ends after now reads back from now, up to the range's end.
+        let (skewed, _) = start_window(&range, true, None, hour, now - 2 * hour);
+        assert_eq!(
+            (skewed.from_ns, skewed.to_ns),
+            (range.to_ns - 3 * hour, range.to_ns)
+        );
+        let (oldest, _) = start_window(&range, false, None, hour, now);
         assert_eq!(
             (oldest.from_ns, oldest.to_ns),
             (range.from_ns, range.from_ns + hour)
@@ -617,14 +754,14 @@ mod tests {
             value: (range.to_ns - 10 * hour).to_string(),
             key: "ab".into(),
         };
-        let (next, _) = start_window(&range, true, Some(&after), hour);
+        let (next, _) = start_window(&range, true, Some(&after), hour, now);
         assert_eq!(next.to_ns, range.to_ns - 10 * hour + 1);
         assert_eq!(next.from_ns, next.to_ns - hour);
         // A window wider than what is left covers the rest, and says so.
-        let (all, whole) = start_window(&range, true, Some(&after), 100 * hour);
+        let (all, whole) = start_window(&range, true, Some(&after), 100 * hour, now);
         assert_eq!(all.from_ns, range.from_ns);
         assert!(whole);
-        let (all, whole) = start_window(&range, false, None, 100 * hour);
+        let (all, whole) = start_window(&range, false, None, 100 * hour, now);
         assert_eq!(all.to_ns, range.to_ns);
         assert!(whole);
     }
@@ -636,13 +773,32 @@ mod tests {
             value: "not-a-number".into(),
             key: "ab".into(),
         };
-        let error = list_sql("p", &day(), TraceOrder::StartTime, true, Some(&after), 5)
-            .expect_err("bad cursor value");
+        let error = list_sql(
+            "p",
+            &day(),
+            TraceOrder::StartTime,
+            true,
+            Some(&after),
+            5,
+            Rows::Range,
+        )
+        .expect_err("bad cursor value");
         assert_eq!(error.code(), "BAD_USER_INPUT");
         let filter = TraceFilter {
             min_cost: Some("1; DROP".into()),
             ..day()
         };
-        assert!(list_sql("p", &filter, TraceOrder::StartTime, true, None, 5).is_err());
+        assert!(
+            list_sql(
+                "p",
+                &filter,
+                TraceOrder::StartTime,
+                true,
+                None,
+                5,
+                Rows::Window
+            )
+            .is_err()
+        );
     }
 }
