@@ -468,7 +468,7 @@ async fn start_time_pages_reach_back_over_days() {
             Some(&key),
             "query($p: String!, $t: String!, $s: String!) {
                trace(projectId: $p, traceId: $t) {
-                 summary { spanCount } spans { edges { node { spanId } } } }
+                 summary { spanCount } spans { edges { node { spanId traceId } } } }
                span(projectId: $p, traceId: $t, spanId: $s) { spanId name } }",
             json!({"p": p, "t": crossing, "s": child}),
         )
@@ -482,6 +482,9 @@ async fn start_time_pages_reach_back_over_days() {
         .map(|edge| edge["node"]["spanId"].as_str().expect("id"))
         .collect();
     assert_eq!(ids, [format!("{}01", &crossing[..14]), child.clone()]);
+    for edge in by_id["trace"]["spans"]["edges"].as_array().expect("edges") {
+        assert_eq!(edge["node"]["traceId"], crossing.as_str());
+    }
     assert_eq!(by_id["span"]["spanId"], child.as_str());
     assert_eq!(by_id["span"]["name"], "step");
 

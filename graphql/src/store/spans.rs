@@ -16,7 +16,9 @@ use spindle_schemas::raw::ArchivePointer;
 use super::{Bind, Sql, Store, i, s};
 use crate::error::ApiError;
 
-const SKELETON_COLUMNS: &str = "trace_id, span_id, parent_span_id, name, \
+/// The skeleton's columns after `trace_id` (which a read of one trace does not fetch: see
+/// `trace_skeletons`).
+const SKELETON_COLUMNS: &str = "span_id, parent_span_id, name, \
     toString(kind) AS kind_name, toString(service) AS service_name, \
     toUnixTimestamp64Nano(start_time) AS start_ns, toUnixTimestamp64Nano(end_time) AS end_ns, \
     toString(status_code) AS status_name, status_message, \
@@ -143,7 +145,10 @@ pub async fn trace_skeletons(
     trace_id: &str,
     limit: usize,
 ) -> Result<Skeletons, ApiError> {
-    let mut sql = Sql::new("SELECT ");
+    // Every row has the same trace id: an empty column instead of 10,000 copies to send and
+    // decode (a seventh of the skeleton's bytes). Named apart from `trace_id`, which the engine
+    // would otherwise resolve to this alias in the condition.
+    let mut sql = Sql::new("SELECT '' AS one_trace, ");
     sql.push(SKELETON_COLUMNS)
         .push_bound(
             " FROM spans FINAL WHERE project_id = ? AND trace_id = ?",
@@ -162,7 +167,14 @@ pub async fn trace_skeletons(
         })
         .map(|sum| super::decimal_text(sum, 12));
     Ok(Skeletons {
-        spans: rows.into_iter().map(|r| r.into_span(project_id)).collect(),
+        spans: rows
+            .into_iter()
+            .map(|row| {
+                let mut span = row.into_span(project_id);
+                trace_id.clone_into(&mut span.trace_id);
+                span
+            })
+            .collect(),
         total_cost,
     })
 }
@@ -213,7 +225,7 @@ pub async fn details(
     }
     let traces: Vec<String> = keys.iter().map(|(t, _)| t.clone()).collect();
     let pairs: Vec<String> = keys.iter().map(|(t, sp)| format!("{t}/{sp}")).collect();
-    let mut sql = Sql::new("SELECT ");
+    let mut sql = Sql::new("SELECT trace_id, ");
     sql.push(SKELETON_COLUMNS)
         .push(DETAIL_COLUMNS)
         .push_bound(
@@ -235,16 +247,19 @@ pub async fn session_turns(
     limit: usize,
 ) -> Result<Vec<EnrichedSpan>, ApiError> {
     let mut sql = Sql::new("SELECT ");
-    sql.push(SKELETON_COLUMNS).push(DETAIL_COLUMNS).push_bound(
-        " FROM spans FINAL WHERE project_id = ? AND session_id = ? AND kind = 'llm' \
+    sql.push("trace_id, ")
+        .push(SKELETON_COLUMNS)
+        .push(DETAIL_COLUMNS)
+        .push_bound(
+            " FROM spans FINAL WHERE project_id = ? AND session_id = ? AND kind = 'llm' \
          ORDER BY start_time, span_id LIMIT ? OFFSET ?",
-        [
-            s(project_id),
-            s(session_id),
-            i(limit_i64(limit)),
-            i(limit_i64(offset)),
-        ],
-    );
+            [
+                s(project_id),
+                s(session_id),
+                i(limit_i64(limit)),
+                i(limit_i64(offset)),
+            ],
+        );
     let rows: Vec<DetailRow> = store.fetch_all(sql).await?;
     Ok(rows.into_iter().map(|r| r.into_span(project_id)).collect())
 }
