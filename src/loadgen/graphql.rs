@@ -7,8 +7,8 @@
 //! spans in a 4-ary tree of eight levels. A project that already holds the dataset, loaded
 //! within the last day, is reused.
 //!
-//! Queries go through the real API over HTTP with a read key, each run `repeat` times after one
-//! warm-up. Live latency is measured with OTLP/HTTP probes through the gateway: from the
+//! Queries go through the real API over HTTP with a read key, each run `repeat` times after
+//! warming up for two seconds (see [`WARM_UP`]). Live latency is measured with OTLP/HTTP probes through the gateway: from the
 //! gateway's acknowledgement to the first event of a `traceUpdates` subscription opened for the
 //! probe's trace, and of one `liveTraces` subscription of the project.
 
@@ -59,12 +59,20 @@ const TARGET_TRACE: Duration = Duration::from_millis(100);
 const TARGET_LIST_P99: Duration = Duration::from_millis(500);
 const TARGET_LIVE_P99: Duration = Duration::from_millis(250);
 
+/// How long each query runs before its measured runs. The first requests after the stack sat
+/// idle are slow for reasons outside the API: on the bench machines the kernel pages out memory
+/// idle for some seconds (DAMON `pageout`), so the engine reads its data back from disk (the
+/// skeleton read after 30 s idle: 17 major faults, 0.9 MB read in, 198 ms against ~25 ms); after
+/// 30 s idle the whole-tree request took 257–327 ms, the next 103–131 ms, then ~50 ms (curl).
+/// One warm-up run left the second in the measured ones, where it was the p99 of 30 runs.
+const WARM_UP: Duration = Duration::from_secs(2);
+
 /// One run's settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     /// Spans the project must hold.
     pub spans: u64,
-    /// Measured runs of each query, after one warm-up.
+    /// Measured runs of each query, after the warm-up.
     pub repeat: usize,
     /// Live probes (small traces through the gateway).
     pub probes: usize,
@@ -665,14 +673,20 @@ async fn measure_queries(api: &Api, repeat: usize) -> Vec<Measurement> {
             error: None,
             target: case.target,
         };
-        // One warm-up, then the measured runs; a query that fails three times in a row is
-        // given up.
+        // Warm-up runs for WARM_UP (at least one), then the measured runs; a query that fails
+        // three times in a row is given up.
         let mut failing = 0;
-        for run in 0..=repeat {
+        let warming = Instant::now();
+        let mut measured = 0;
+        let mut run = 0;
+        while measured < repeat {
+            run += 1;
+            let warm = run > 1 && warming.elapsed() >= WARM_UP;
             match sample(api, &case).await {
                 Ok((took, parse, returned)) => {
                     failing = 0;
-                    if run > 0 {
+                    if warm {
+                        measured += 1;
                         measurement.samples.push(took);
                         measurement.client_parse.push(parse);
                     }
