@@ -2,6 +2,7 @@
 //! own port, and stops gracefully on SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -64,6 +65,37 @@ fn group_consumer(
     Ok(consumer)
 }
 
+/// How long a static member may hold no partition, while records wait and nobody commits, before
+/// its guard makes the group form again; and how often the guard looks.
+const STRANDED_AFTER: Duration = Duration::from_secs(20);
+const GUARD_EVERY: Duration = Duration::from_secs(5);
+
+/// A static member of `group` on `topic` (see [`member_group`]), with the guard that rescues it
+/// when the broker strands it (`spindle_pipeline::group`) running until `shutdown`.
+fn guarded_member(
+    config: &Config,
+    health: SocketAddr,
+    fetch_wait_ms: u32,
+    group: &str,
+    topic: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<StreamConsumer>> {
+    let consumer = Arc::new(group_consumer(
+        member_group(config, health, fetch_wait_ms),
+        group,
+        topic,
+    )?);
+    let guard = spindle_pipeline::group::Guard::new(
+        consumer.clone(),
+        clients::kafka_config(&config.kafka),
+        group,
+        topic,
+        STRANDED_AFTER,
+    );
+    tokio::spawn(guard.run(GUARD_EVERY, shutdown.clone()));
+    Ok(consumer)
+}
+
 /// Projects whose price overrides one processor keeps cached.
 const PRICE_OVERRIDES_CACHED: usize = 10_000;
 
@@ -95,14 +127,13 @@ pub async fn gateway(config: &Config) -> anyhow::Result<()> {
 /// `spindle processor`: `spans.raw` → `spans.enriched`.
 pub async fn processor(config: &Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
-    let consumer = group_consumer(
-        member_group(
-            config,
-            config.processor.health_listen,
-            config.kafka.fetch_wait_ms,
-        ),
+    let consumer = guarded_member(
+        config,
+        config.processor.health_listen,
+        config.kafka.fetch_wait_ms,
         "spindle-processor",
         spindle_schemas::topics::SPANS_RAW.name,
+        &shutdown,
     )?;
     let producer = durable_producer(config)?;
     let redis = redis_manager(config).await?;
@@ -138,14 +169,13 @@ pub async fn processor(config: &Config) -> anyhow::Result<()> {
 /// `spindle sink`: `spans.enriched` → ClickHouse.
 pub async fn sink(config: &Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
-    let consumer = group_consumer(
-        member_group(
-            config,
-            config.sink.health_listen,
-            config.kafka.fetch_wait_ms,
-        ),
+    let consumer = guarded_member(
+        config,
+        config.sink.health_listen,
+        config.kafka.fetch_wait_ms,
         "spindle-sink",
         spindle_schemas::topics::SPANS_ENRICHED.name,
+        &shutdown,
     )?;
     let dlq = durable_producer(config)?;
     let clickhouse =
@@ -157,14 +187,13 @@ pub async fn sink(config: &Config) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
-    let events = group_consumer(
-        member_group(
-            config,
-            config.sink.health_listen,
-            config.kafka.events_fetch_wait_ms,
-        ),
+    let events = guarded_member(
+        config,
+        config.sink.health_listen,
+        config.kafka.events_fetch_wait_ms,
         "spindle-sink-persisted",
         spindle_schemas::topics::TRACES_EVENTS.name,
+        &shutdown,
     )?;
     tracing::info!("sink consuming `spans.enriched` and `traces.events`");
     let persisted = tokio::spawn(spindle_pipeline::sink::persisted::run(

@@ -9,6 +9,7 @@
 //! the gateway split them, so a new price table or processor version rebuilds the store.
 
 pub mod gateway;
+pub mod group;
 mod offsets;
 pub mod processor;
 pub mod replay;

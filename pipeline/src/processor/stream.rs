@@ -121,7 +121,7 @@ fn enrich(
 /// `shutdown` is cancelled.
 pub async fn run(
     config: ProcessorConfig,
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer>,
     producer: FutureProducer,
     mut redis: ConnectionManager,
     prices: Prices<'_>,

@@ -7,6 +7,7 @@
 //! re-reads exactly the unanswered ones; answering twice is harmless.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
@@ -26,7 +27,7 @@ pub struct Timing {
 
 /// Consumes `traces.events` (subscribed, auto-commit off) until `shutdown` is cancelled.
 pub async fn run(
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer>,
     producer: FutureProducer,
     clickhouse: clickhouse::Client,
     timing: Timing,

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
@@ -57,7 +58,7 @@ pub enum SinkError {
 /// Consumes `spans.enriched` (subscribed, auto-commit off) until `shutdown` is cancelled.
 pub async fn run(
     config: SinkConfig,
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer>,
     dlq: FutureProducer,
     clickhouse: clickhouse::Client,
     shutdown: CancellationToken,
