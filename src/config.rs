@@ -61,6 +61,9 @@ pub struct KafkaConfig {
     pub fetch_wait_ms: u32,
     /// `fetch.wait.max.ms` of the consumers of `traces.events` and `platform.events`.
     pub events_fetch_wait_ms: u32,
+    /// How long a static group member may be stranded before its guard makes the group form
+    /// again (`spindle_pipeline::group`); 0: no guard.
+    pub strand_guard_after_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -65,13 +65,12 @@ fn group_consumer(
     Ok(consumer)
 }
 
-/// How long a static member may hold no partition, while records wait and nobody commits, before
-/// its guard makes the group form again; and how often the guard looks.
-const STRANDED_AFTER: Duration = Duration::from_secs(20);
+/// How often a group member's guard looks at it.
 const GUARD_EVERY: Duration = Duration::from_secs(5);
 
 /// A static member of `group` on `topic` (see [`member_group`]), with the guard that rescues it
-/// when the broker strands it (`spindle_pipeline::group`) running until `shutdown`.
+/// when the broker strands it (`spindle_pipeline::group`) running until `shutdown`, unless
+/// `kafka.strand_guard_after_ms` is 0.
 fn guarded_member(
     config: &Config,
     health: SocketAddr,
@@ -85,14 +84,16 @@ fn guarded_member(
         group,
         topic,
     )?);
-    let guard = spindle_pipeline::group::Guard::new(
-        consumer.clone(),
-        clients::kafka_config(&config.kafka),
-        group,
-        topic,
-        STRANDED_AFTER,
-    );
-    tokio::spawn(guard.run(GUARD_EVERY, shutdown.clone()));
+    if config.kafka.strand_guard_after_ms > 0 {
+        let guard = spindle_pipeline::group::Guard::new(
+            consumer.clone(),
+            clients::kafka_config(&config.kafka),
+            group,
+            topic,
+            Duration::from_millis(config.kafka.strand_guard_after_ms),
+        );
+        tokio::spawn(guard.run(GUARD_EVERY, shutdown.clone()));
+    }
     Ok(consumer)
 }
 
