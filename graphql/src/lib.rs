@@ -17,6 +17,7 @@ use serde::Deserialize;
 pub mod auth;
 pub mod cursor;
 pub mod error;
+pub mod json;
 pub mod live;
 pub mod schema;
 pub mod server;

@@ -20,6 +20,7 @@ use tower_http::services::{ServeDir, ServeFile};
 
 use crate::auth;
 use crate::error::ApiError;
+use crate::json::write_value;
 use crate::schema::span_page::PreSerialized;
 use crate::schema::subscription::ConnectionSubscriptions;
 use crate::schema::{SpindleSchema, State, span_loader};
@@ -145,11 +146,10 @@ fn respond(mut response: async_graphql::Response) -> Response {
 
 /// Writes `response` as its `Serialize` implementation does (`data`, then `extensions` and
 /// `errors` when there are any), except that a `Value::Binary` in the data is JSON text written
-/// as it is: only the resolvers put it there, and only for a request carrying
-/// [`PreSerialized`], which this server's HTTP handler alone adds.
+/// as it is ([`write_value`]).
 fn write_response(response: &async_graphql::Response, out: &mut Vec<u8>) -> serde_json::Result<()> {
     out.extend_from_slice(b"{\"data\":");
-    write_value(&response.data, out)?;
+    write_value(out, &response.data)?;
     if !response.extensions.is_empty() {
         out.extend_from_slice(b",\"extensions\":");
         serde_json::to_writer(&mut *out, &response.extensions)?;
@@ -159,37 +159,6 @@ fn write_response(response: &async_graphql::Response, out: &mut Vec<u8>) -> serd
         serde_json::to_writer(&mut *out, &response.errors)?;
     }
     out.push(b'}');
-    Ok(())
-}
-
-fn write_value(value: &async_graphql::Value, out: &mut Vec<u8>) -> serde_json::Result<()> {
-    use async_graphql::Value;
-    match value {
-        Value::Binary(json) => out.extend_from_slice(json),
-        Value::List(items) => {
-            out.push(b'[');
-            for (n, item) in items.iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                write_value(item, out)?;
-            }
-            out.push(b']');
-        }
-        Value::Object(fields) => {
-            out.push(b'{');
-            for (n, (key, item)) in fields.iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                serde_json::to_writer(&mut *out, key.as_str())?;
-                out.push(b':');
-                write_value(item, out)?;
-            }
-            out.push(b'}');
-        }
-        scalar => serde_json::to_writer(&mut *out, scalar)?,
-    }
     Ok(())
 }
 

@@ -26,6 +26,7 @@ use async_graphql::{
 use super::span::{SpanNode, nanos, non_empty};
 use super::types::{CostStatus, Decimal, PageInfo, StatusCode};
 use crate::cursor::Cursor;
+use crate::json::{write_object, write_value};
 
 /// A span of a page, and the cursor to pass as `after` for the spans after it.
 pub struct SpanEdge {
@@ -147,16 +148,20 @@ impl SpanPage {
     /// serialize for the same selection, without a value tree of 10,000 objects in between.
     fn write(&self, plan: &Plan) -> serde_json::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(64 + self.range.len() * 256);
-        write_object(&mut out, &plan.0, |out, field| match field {
+        write_object(&mut out, pairs(&plan.0), |out, field| match field {
             PageField::Typename => write_value(out, &text("SpanConnection")),
             PageField::TotalCount => write_value(out, &Value::Number(self.total_count().into())),
-            PageField::PageInfo(fields) => write_object(out, fields, |out, field| match field {
-                InfoField::Typename => write_value(out, &text("PageInfo")),
-                InfoField::HasNextPage => write_value(out, &Value::Boolean(self.has_next_page())),
-                InfoField::EndCursor => {
-                    write_value(out, &self.end_cursor().map_or(Value::Null, Value::String))
-                }
-            }),
+            PageField::PageInfo(fields) => {
+                write_object(out, pairs(fields), |out, field| match field {
+                    InfoField::Typename => write_value(out, &text("PageInfo")),
+                    InfoField::HasNextPage => {
+                        write_value(out, &Value::Boolean(self.has_next_page()))
+                    }
+                    InfoField::EndCursor => {
+                        write_value(out, &self.end_cursor().map_or(Value::Null, Value::String))
+                    }
+                })
+            }
             PageField::Edges(fields) => {
                 out.push(b'[');
                 for position in self.range.clone() {
@@ -179,7 +184,7 @@ impl SpanPage {
         fields: &[(Name, EdgeField)],
     ) -> serde_json::Result<()> {
         let node = &self.spans[position];
-        write_object(out, fields, |out, field| match field {
+        write_object(out, pairs(fields), |out, field| match field {
             EdgeField::Typename => write_value(out, &text("SpanEdge")),
             EdgeField::Cursor => write_value(
                 out,
@@ -195,27 +200,9 @@ impl SpanPage {
 /// it (WebSocket, a schema executed directly) the text is parsed into a value.
 pub struct PreSerialized;
 
-/// `{"key":…,…}`, each value written by `write`.
-fn write_object<T>(
-    out: &mut Vec<u8>,
-    fields: &[(Name, T)],
-    mut write: impl FnMut(&mut Vec<u8>, &T) -> serde_json::Result<()>,
-) -> serde_json::Result<()> {
-    out.push(b'{');
-    for (n, (key, field)) in fields.iter().enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        serde_json::to_writer(&mut *out, key.as_str())?;
-        out.push(b':');
-        write(out, field)?;
-    }
-    out.push(b'}');
-    Ok(())
-}
-
-fn write_value(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
-    serde_json::to_writer(out, value)
+/// A plan's fields as the (key, field) pairs [`write_object`] takes.
+fn pairs<T>(fields: &[(Name, T)]) -> impl Iterator<Item = (&Name, &T)> {
+    fields.iter().map(|(key, field)| (key, field))
 }
 
 fn write_node(
@@ -223,7 +210,7 @@ fn write_node(
     node: &SpanNode,
     fields: &[(Name, NodeField)],
 ) -> serde_json::Result<()> {
-    write_object(out, fields, |out, field| match field {
+    write_object(out, pairs(fields), |out, field| match field {
         NodeField::Leaf(leaf) => write_value(out, &leaf(node)),
         NodeField::Object(fields) => write_node(out, node, fields),
     })
