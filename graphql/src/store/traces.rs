@@ -576,6 +576,11 @@ pub async fn persisted(
 mod tests {
     use super::*;
 
+    /// The SQL of a first page of 10, newest first.
+    fn newest(filter: &TraceFilter, rows: Rows) -> Sql {
+        list_sql("p", filter, TraceOrder::StartTime, true, None, 10, rows).expect("sql")
+    }
+
     fn day() -> TraceFilter {
         TraceFilter {
             from_ns: 1_764_201_600_000_000_000,
@@ -662,16 +667,7 @@ mod tests {
             user_id: Some("u-1".into()),
             ..day()
         };
-        let sql = list_sql(
-            "p",
-            &filter,
-            TraceOrder::StartTime,
-            true,
-            None,
-            10,
-            Rows::Range,
-        )
-        .expect("sql");
+        let sql = newest(&filter, Rows::Range);
         let inner = sql
             .text
             .find("trace_id IN (SELECT trace_id FROM traces")
@@ -688,16 +684,7 @@ mod tests {
             models: vec!["gpt-4o".into()],
             ..day()
         };
-        let sql = list_sql(
-            "p",
-            &filter,
-            TraceOrder::StartTime,
-            true,
-            None,
-            10,
-            Rows::Window,
-        )
-        .expect("sql");
+        let sql = newest(&filter, Rows::Window);
         let started = sql
             .text
             .find("AND trace_id IN (SELECT trace_id FROM traces WHERE project_id = ?")
@@ -713,16 +700,7 @@ mod tests {
                 .contains("WHERE n_spans > 0 AND start_ns >= ? AND start_ns < ?")
         );
         assert_eq!(sql.text.matches('?').count(), sql.binds.len());
-        let whole = list_sql(
-            "p",
-            &filter,
-            TraceOrder::StartTime,
-            true,
-            None,
-            10,
-            Rows::Range,
-        )
-        .expect("sql");
+        let whole = newest(&filter, Rows::Range);
         assert!(!whole.text.contains("start_time >="), "{}", whole.text);
     }
 
