@@ -8,9 +8,10 @@
 //! within the last day, is reused.
 //!
 //! Queries go through the real API over HTTP with a read key, each run `repeat` times after
-//! warming up for two seconds (see [`WARM_UP`]). Live latency is measured with OTLP/HTTP probes through the gateway: from the
-//! gateway's acknowledgement to the first event of a `traceUpdates` subscription opened for the
-//! probe's trace, and of one `liveTraces` subscription of the project.
+//! warming up for two seconds (see [`WARM_UP`]). Live latency is measured with OTLP/HTTP probes
+//! through the gateway: from the gateway's acknowledgement to the first event of a
+//! `traceUpdates` subscription opened for the probe's trace, and of one `liveTraces`
+//! subscription of the project.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
