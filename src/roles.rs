@@ -238,8 +238,8 @@ pub async fn gateway_deps(config: &Config) -> anyhow::Result<spindle_pipeline::g
     for (key, value) in spindle_pipeline::gateway::producer_settings(settings) {
         producer.set(key, value);
     }
-    let producer: FutureProducer = producer
-        .create()
+    let producer: spindle_pipeline::gateway::Producer = producer
+        .create_with_context(spindle_pipeline::gateway::Deliveries)
         .context("cannot create the Kafka producer")?;
     let redis = redis_manager(config).await?;
     let ttl = Duration::from_millis(settings.auth_cache_ttl_ms);

@@ -114,15 +114,22 @@ async fn export_and_verify(protocol: &str) {
         ["agent run", "chat gpt-4o", "embeddings"],
         "{protocol}"
     );
-    let keys: Vec<&str> = records.iter().map(|(k, _)| k.as_str()).collect();
-    assert!(
-        keys.contains(&format!("{project}/{:032x}", 0xA1).as_str()),
-        "{keys:?}"
-    );
-    assert!(
-        keys.contains(&format!("{project}/{:032x}", 0xB2).as_str()),
-        "{keys:?}"
-    );
+    // Keyed by trace: one record per partition, keyed by its first trace
+    // (`records_carry_a_requests_traces_by_partition` covers the grouping).
+    let partitions = u32::from(config.kafka.partitions);
+    let partition = |trace: u128| {
+        spindle_pipeline::gateway::partition_of(&format!("{project}/{trace:032x}"), partitions)
+    };
+    let expected = if partition(0xA1) == partition(0xB2) {
+        1
+    } else {
+        2
+    };
+    assert_eq!(records.len(), expected, "{protocol}");
+    for (key, batch) in &records {
+        let first = &batch.spans[0].trace_id;
+        assert_eq!(key, &spindle_schemas::raw::trace_key(&project, first));
+    }
 
     let (_, batch) = &records[0];
     assert_eq!(batch.project_id, project);
@@ -282,6 +289,77 @@ fn message(body: &[u8]) -> String {
 }
 
 /// Asserts that nothing of `project` reached Kafka or S3.
+/// A request's traces that share a partition travel in one record, on the partition
+/// librdkafka's partitioner gives the record's key; every span arrives exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn records_carry_a_requests_traces_by_partition() {
+    use spindle_pipeline::gateway::partition_of;
+    let config = support::stack();
+    let (project, key) = support::project_with_key(&config).await;
+    let partitions = u32::from(config.kafka.partitions);
+    // 16 traces of 3 spans, interleaved: span `t` of each trace, then the next round.
+    let mut spans = Vec::new();
+    for round in 0..3_u8 {
+        for trace in 0..16_u8 {
+            let mut s = span(round * 16 + trace + 1);
+            s.trace_id = vec![trace + 1; 16];
+            spans.push(s);
+        }
+    }
+    let tail = support::RawTail::start(&config);
+    let (status, _, _) = Client::new(&config)
+        .post(
+            Some(&key),
+            "application/x-protobuf",
+            None,
+            valid_request(spans).encode_to_vec(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let records = tail.collect_placed(&project, 48, Duration::from_secs(20));
+
+    let trace_partition =
+        |id: &[u8]| partition_of(&spindle_schemas::raw::trace_key(&project, id), partitions);
+    let used: std::collections::BTreeSet<u32> =
+        (1..=16_u8).map(|t| trace_partition(&[t; 16])).collect();
+    assert_eq!(records.len(), used.len(), "one record per partition used");
+    let mut seen = Vec::new();
+    for (partition, record_key, batch) in &records {
+        let partition = u32::try_from(*partition).expect("a partition");
+        assert_eq!(
+            partition,
+            partition_of(record_key, partitions),
+            "{record_key}"
+        );
+        assert_eq!(
+            record_key,
+            &spindle_schemas::raw::trace_key(&project, &batch.spans[0].trace_id)
+        );
+        for s in &batch.spans {
+            assert_eq!(trace_partition(&s.trace_id), partition);
+            seen.push(s.span_id[0]);
+        }
+        // A trace's spans stay together and in request order.
+        let traces: Vec<u8> = batch.spans.iter().map(|s| s.trace_id[0]).collect();
+        let mut runs = traces.clone();
+        runs.dedup();
+        let mut distinct = runs.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(
+            runs.len(),
+            distinct.len(),
+            "each trace in one run: {traces:?}"
+        );
+        for run in batch.spans.chunk_by(|a, b| a.trace_id == b.trace_id) {
+            let ids: Vec<u8> = run.iter().map(|s| s.span_id[0]).collect();
+            assert!(ids.is_sorted(), "{ids:?}");
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=48).collect::<Vec<u8>>());
+}
+
 async fn assert_nothing_written(config: &Config, tail: &support::RawTail, project: &str) {
     assert!(
         tail.collect(project, 0, Duration::from_secs(2)).is_empty(),

@@ -1,8 +1,8 @@
 //! The OTLP gateway: OTLP/HTTP and OTLP/gRPC in; S3 archive and Kafka `spans.raw` out.
 //!
 //! A request is acknowledged only after its accepted spans are durable in both places: the
-//! raw request in an S3 group-commit object, then one `spans.raw` record per trace produced
-//! with `acks=all` and idempotence. If either write fails the client gets 503 with
+//! raw request in an S3 group-commit object, then its `spans.raw` records (one per resource,
+//! scope and partition; see `batch`) produced with `acks=all` and idempotence. If either write fails the client gets 503 with
 //! Retry-After and nothing is acknowledged (a retried request may leave an unacknowledged copy
 //! in the archive; downstream deduplication makes replays of it harmless). Invalid spans are
 //! dropped and reported through OTLP partial success.
@@ -13,6 +13,7 @@
 
 mod archive;
 pub(crate) mod batch;
+mod delivery;
 mod error;
 mod grpc;
 mod http;
@@ -22,11 +23,12 @@ pub(crate) mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::BaseRecord;
 use serde::Deserialize;
 use spindle_platform::api_keys::{Principal, Resolver};
 use spindle_platform::entitlements::Limits;
@@ -36,6 +38,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use archive::{ArchiveSettings, Archiver};
+pub use batch::partition_of;
+use delivery::Acks;
+pub use delivery::{Deliveries, Producer};
 pub use error::GatewayError;
 
 /// Settings of `spindle gateway` (section `[gateway]`).
@@ -69,6 +74,8 @@ pub struct GatewayConfig {
     pub default_monthly_span_quota: u64,
     /// How long resolved API keys and entitlements are cached (revocations show after this).
     pub auth_cache_ttl_ms: u64,
+    /// How often accepted spans are added to the projects' monthly usage counters in Redis.
+    pub usage_flush_ms: u64,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace_secs: u64,
 }
@@ -93,8 +100,9 @@ impl Transport {
 
 /// The connections the gateway writes through.
 pub struct Deps {
-    /// Must be configured with `acks=all` and idempotence (see `producer_settings`).
-    pub producer: FutureProducer,
+    /// Must be configured with `acks=all` and idempotence (see `producer_settings`), and
+    /// created with the [`Deliveries`] context.
+    pub producer: Producer,
     pub s3: aws_sdk_s3::Client,
     pub bucket: String,
     pub keys: Resolver,
@@ -141,14 +149,21 @@ pub struct Gateway {
 
 struct Inner {
     config: GatewayConfig,
-    producer: FutureProducer,
+    producer: Arc<Producer>,
     archiver: Archiver,
     keys: Resolver,
     limits: Limits,
     inflight: Arc<Semaphore>,
+    /// The partition count of `spans.raw` (0 until the brokers' metadata said).
+    partitions: Arc<AtomicU32>,
 }
 
 const KIB: usize = 1024;
+
+/// HTTP/2 flow-control windows and largest frame for OTLP/gRPC (see `Bound::serve`).
+const GRPC_STREAM_WINDOW: u32 = 1 << 20;
+const GRPC_CONNECTION_WINDOW: u32 = 2 << 20;
+const GRPC_MAX_FRAME: u32 = 1 << 18;
 
 /// How long to wait before enqueueing again when the producer's queue is full.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(100);
@@ -206,6 +221,18 @@ impl Gateway {
             .admit(project, verdict.accepted_spans)
             .await
             .map_err(GatewayError::Limit)?;
+        let partitions = match self.inner.partitions.load(Ordering::Relaxed) {
+            0 => {
+                return Err(GatewayError::Unavailable {
+                    what: "kafka",
+                    reason: format!(
+                        "the partitions of `{}` are not known yet (no metadata from the brokers)",
+                        SPANS_RAW.name
+                    ),
+                });
+            }
+            n => n,
+        };
 
         // Spans are checked again only when some were rejected.
         let all_valid = verdict.rejected_spans == 0;
@@ -241,26 +268,15 @@ impl Gateway {
             project,
             received_at,
             &pointer,
+            partitions,
         );
         // One buffer for every record: librdkafka copies each payload when it is enqueued.
         let mut payload = Vec::new();
-        let mut deliveries = Vec::new();
+        let acks = Acks::new();
         while let Some(key) = records.next_into(&mut payload) {
-            deliveries.push(self.enqueue(&key, &payload, deadline).await?);
+            self.enqueue(&key, &payload, &acks, deadline).await?;
         }
-        // Awaited in order: only the record awaited registers a waker, so a request is woken
-        // about once per produce batch rather than once per record.
-        let acknowledged = async {
-            for delivery in deliveries {
-                match delivery.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((e, _))) => return Err(e.to_string()),
-                    Err(_) => return Err(KafkaError::Canceled.to_string()),
-                }
-            }
-            Ok(())
-        };
-        let acknowledged = tokio::time::timeout_at(deadline, acknowledged)
+        let acknowledged = tokio::time::timeout_at(deadline, acks.settled())
             .await
             .map_err(|_| GatewayError::Unavailable {
                 what: "kafka",
@@ -275,15 +291,7 @@ impl Gateway {
             what: "kafka",
             reason,
         })?;
-        if let Err(e) = self
-            .inner
-            .limits
-            .record(project, verdict.accepted_spans)
-            .await
-        {
-            // The spans are durable: the acknowledgement stands; only metering lags.
-            tracing::warn!(project, error = %e, "monthly usage counter not updated");
-        }
+        self.inner.limits.record(project, verdict.accepted_spans);
         metrics::counter!("spindle_gateway_spans_total", "outcome" => "accepted", "reason" => "")
             .increment(verdict.accepted_spans);
         Ok(accepted)
@@ -295,13 +303,20 @@ impl Gateway {
         &self,
         key: &str,
         payload: &[u8],
+        acks: &Arc<Acks>,
         deadline: tokio::time::Instant,
-    ) -> Result<DeliveryFuture, GatewayError> {
+    ) -> Result<(), GatewayError> {
         loop {
-            let record = FutureRecord::to(SPANS_RAW.name).key(key).payload(payload);
-            match self.inner.producer.send_result(record) {
-                Ok(delivery) => return Ok(delivery),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+            acks.expect_one();
+            let record = BaseRecord::with_opaque_to(SPANS_RAW.name, acks.clone())
+                .key(key)
+                .payload(payload);
+            let Err((error, _)) = self.inner.producer.send(record) else {
+                return Ok(());
+            };
+            acks.refused_one();
+            match error {
+                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
                     if tokio::time::Instant::now() < deadline =>
                 {
                     tokio::time::sleep_until(
@@ -309,7 +324,7 @@ impl Gateway {
                     )
                     .await;
                 }
-                Err((e, _)) => {
+                e => {
                     return Err(GatewayError::Unavailable {
                         what: "kafka",
                         reason: e.to_string(),
@@ -348,9 +363,15 @@ pub async fn bind(config: GatewayConfig, deps: Deps) -> std::io::Result<Bound> {
         },
     );
     let permits = (config.max_inflight_bytes / KIB).clamp(1, Semaphore::MAX_PERMITS);
+    let producer = Arc::new(deps.producer);
+    let partitions = Arc::new(AtomicU32::new(0));
+    if let Err(e) = refresh_partitions(&producer, &partitions).await {
+        tracing::warn!(error = %e, "requests are answered 503 until the brokers answer");
+    }
     let gateway = Gateway {
         inner: Arc::new(Inner {
-            producer: deps.producer,
+            producer,
+            partitions,
             archiver,
             keys: deps.keys,
             limits: deps.limits,
@@ -383,9 +404,26 @@ impl Bound {
         tracing::info!(%http_addr, %grpc_addr, "gateway listening");
         let grace = Duration::from_secs(gateway.config().shutdown_grace_secs);
         let producer = gateway.inner.producer.clone();
+        let limits = gateway.inner.limits.clone();
+        let partitions = tokio::spawn(watch_partitions(
+            producer.clone(),
+            gateway.inner.partitions.clone(),
+            shutdown.clone(),
+        ));
+        let usage = tokio::spawn(flush_usage(
+            limits.clone(),
+            Duration::from_millis(gateway.config().usage_flush_ms.max(1)),
+            shutdown.clone(),
+        ));
         let http_server = axum::serve(http, http::router(gateway.clone()))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let grpc_server = tonic::transport::Server::builder()
+            // HTTP/2's default window of 64 KiB made a client stop three times in a 200 KiB
+            // export to wait for a WINDOW_UPDATE; a window that fits a typical export takes it
+            // in one go. Memory stays bounded by `max_request_bytes` and `max_inflight_bytes`.
+            .initial_stream_window_size(GRPC_STREAM_WINDOW)
+            .initial_connection_window_size(GRPC_CONNECTION_WINDOW)
+            .max_frame_size(GRPC_MAX_FRAME)
             .add_service(grpc::service(gateway.clone()))
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(grpc),
@@ -408,6 +446,11 @@ impl Bound {
         }
         drop(gateway);
         let _ = archiver_task.await;
+        let _ = usage.await;
+        let _ = partitions.await;
+        if let Err(e) = limits.flush().await {
+            tracing::warn!(error = %e, "monthly usage counters not updated at shutdown");
+        }
         tokio::task::spawn_blocking(move || {
             use rdkafka::producer::Producer;
             producer.flush(Duration::from_secs(10))
@@ -417,6 +460,74 @@ impl Bound {
         .map_err(std::io::Error::other)?;
         tracing::info!("gateway stopped");
         Ok(())
+    }
+}
+
+/// How often the partition count of `spans.raw` is read again, and how soon while unknown.
+const PARTITIONS_REFRESH: Duration = Duration::from_secs(30);
+const PARTITIONS_RETRY: Duration = Duration::from_secs(1);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads the partition count of `spans.raw` into `partitions`; on an error the last count
+/// stays (a broker outage is answered by the produce path, not by forgetting the topic).
+async fn refresh_partitions(
+    producer: &Arc<Producer>,
+    partitions: &AtomicU32,
+) -> Result<(), String> {
+    let client = producer.clone();
+    let count = tokio::task::spawn_blocking(move || {
+        use rdkafka::producer::Producer as _;
+        batch::partition_count(client.client(), METADATA_TIMEOUT)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let before = partitions.swap(count, Ordering::Relaxed);
+    if before != count {
+        tracing::info!(
+            topic = SPANS_RAW.name,
+            partitions = count,
+            "partition count"
+        );
+    }
+    Ok(())
+}
+
+/// Keeps the partition count of `spans.raw` current until `shutdown`.
+async fn watch_partitions(
+    producer: Arc<Producer>,
+    partitions: Arc<AtomicU32>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let wait = if partitions.load(Ordering::Relaxed) == 0 {
+            PARTITIONS_RETRY
+        } else {
+            PARTITIONS_REFRESH
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Err(e) = refresh_partitions(&producer, &partitions).await {
+            tracing::warn!(error = %e, "cannot read the partition count");
+        }
+    }
+}
+
+/// Adds accepted spans to the monthly usage counters every `every` until `shutdown`; the
+/// final flush comes after the last request drained.
+async fn flush_usage(limits: Limits, every: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Err(e) = limits.flush().await {
+            // The spans are durable and acknowledged; only metering lags until the next flush.
+            tracing::warn!(error = %e, "monthly usage counters not updated");
+        }
     }
 }
 

@@ -101,6 +101,8 @@ pub enum ReplayError {
         index: u32,
         reason: String,
     },
+    #[error("cannot split requests into `spans.raw` records: {0}")]
+    Partitions(String),
     #[error("producing request {index} of `{key}` to `spans.raw` failed")]
     Produce {
         key: String,
@@ -114,6 +116,8 @@ pub enum ReplayError {
 const LIST_CONCURRENCY: usize = 16;
 /// How many objects are read ahead of the one being produced.
 const FETCH_AHEAD: usize = 4;
+/// How long the partition count of `spans.raw` may take to read.
+const METADATA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long to wait before retrying a produce the full local queue refused.
 const QUEUE_FULL_BACKOFF: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -137,6 +141,16 @@ pub async fn replay(
         }
         None => list_projects(s3, bucket).await?,
     };
+    let partitions = {
+        let producer = producer.clone();
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::producer::Producer as _;
+            crate::gateway::batch::partition_count(producer.client(), METADATA_TIMEOUT)
+        })
+        .await
+        .map_err(|e| ReplayError::Partitions(e.to_string()))?
+        .map_err(ReplayError::Partitions)?
+    };
     let mut report = ReplayReport::default();
     for (done, hour) in hours.iter().enumerate() {
         let prefixes = projects.iter().map(|project| hour_prefix(project, hour));
@@ -150,7 +164,7 @@ pub async fn replay(
             .buffered(FETCH_AHEAD);
         while let Some(fetched) = objects.next().await {
             let (key, object) = fetched?;
-            let made = split(bucket, &key, &object)?;
+            let made = split(bucket, &key, &object, partitions)?;
             produce(producer, &key, &made.records).await?;
             report.objects += 1;
             report.requests += made.requests;

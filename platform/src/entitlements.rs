@@ -1,5 +1,11 @@
 //! Ingest entitlements: a per-project rate (token bucket, per gateway instance) and a monthly
 //! span quota (a Redis counter shared by all instances).
+//!
+//! Accepted spans are counted in memory and added to the Redis counter by [`Limits::flush`],
+//! which the gateway calls every `usage_flush_ms` and once more when it stops: one `INCRBY`
+//! per project and flush instead of a Redis round trip per request. An instance's own
+//! unflushed count is part of its quota check, so only other instances' last interval of
+//! spans is unseen; a count that fails to reach Redis is kept for the next flush.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -61,6 +67,8 @@ pub struct Limits {
     defaults: Entitlements,
     entitlements: TtlCache<Entitlements>,
     buckets: Arc<Mutex<HashMap<String, Bucket>>>,
+    /// Accepted spans not yet added to Redis, by project and month (`yyyymm`).
+    unflushed: Arc<Mutex<HashMap<(String, u32), u64>>>,
 }
 
 impl Limits {
@@ -72,6 +80,7 @@ impl Limits {
             defaults,
             entitlements: TtlCache::new(ttl, ENTITLEMENTS_CACHED),
             buckets: Arc::default(),
+            unflushed: Arc::default(),
         }
     }
 
@@ -87,7 +96,9 @@ impl Limits {
                 .get(crate::keys::monthly_usage(project_id, yyyymm(now)))
                 .await
                 .map_err(|e| LimitError::Unavailable(e.to_string()))?;
-            let used = used.unwrap_or(0);
+            let used = used
+                .unwrap_or(0)
+                .saturating_add(self.unflushed_for(project_id, yyyymm(now)));
             if used.saturating_add(spans) > entitlements.monthly_span_quota {
                 let (resets_on, retry_after_secs) = next_month(now);
                 return Err(LimitError::QuotaExhausted {
@@ -102,19 +113,50 @@ impl Limits {
         Ok(())
     }
 
-    /// Adds accepted spans to the project's monthly counter.
-    pub async fn record(&self, project_id: &str, spans: u64) -> Result<(), LimitError> {
+    /// Counts accepted spans towards the project's monthly usage; [`Limits::flush`] adds them
+    /// to the Redis counter.
+    pub fn record(&self, project_id: &str, spans: u64) {
         if spans == 0 {
+            return;
+        }
+        let month = yyyymm(OffsetDateTime::now_utc());
+        let mut unflushed = self.unflushed.lock().expect("usage lock is never poisoned");
+        *unflushed.entry((project_id.to_owned(), month)).or_default() += spans;
+    }
+
+    /// Adds the counted spans to the Redis counters, one pipeline for every project; on an
+    /// error the counts stay for the next flush.
+    pub async fn flush(&self) -> Result<(), LimitError> {
+        let counts =
+            std::mem::take(&mut *self.unflushed.lock().expect("usage lock is never poisoned"));
+        if counts.is_empty() {
             return Ok(());
         }
-        let key = crate::keys::monthly_usage(project_id, yyyymm(OffsetDateTime::now_utc()));
+        let mut pipe = redis::pipe();
+        for ((project_id, month), spans) in &counts {
+            let key = crate::keys::monthly_usage(project_id, *month);
+            pipe.incr(&key, *spans).ignore();
+            pipe.expire(&key, 40 * 24 * 3600).ignore();
+        }
         let mut redis = self.redis.clone();
-        redis::pipe()
-            .incr(&key, spans)
-            .expire(&key, 40 * 24 * 3600)
-            .query_async::<()>(&mut redis)
-            .await
-            .map_err(|e| LimitError::Unavailable(e.to_string()))
+        if let Err(e) = pipe.query_async::<()>(&mut redis).await {
+            // Whether Redis applied the increments is unknown; they are assumed lost, so a
+            // count may be added twice after a dropped reply, never lost.
+            let mut unflushed = self.unflushed.lock().expect("usage lock is never poisoned");
+            for (key, spans) in counts {
+                *unflushed.entry(key).or_default() += spans;
+            }
+            return Err(LimitError::Unavailable(e.to_string()));
+        }
+        Ok(())
+    }
+
+    fn unflushed_for(&self, project_id: &str, month: u32) -> u64 {
+        let unflushed = self.unflushed.lock().expect("usage lock is never poisoned");
+        unflushed
+            .get(&(project_id.to_owned(), month))
+            .copied()
+            .unwrap_or(0)
     }
 
     async fn entitlements(&self, project_id: &str) -> Result<Entitlements, LimitError> {

@@ -16,7 +16,7 @@ pub struct Topic {
 /// Raw OTLP span batches as the gateway acknowledged them.
 pub const SPANS_RAW: Topic = Topic {
     name: "spans.raw",
-    purpose: "raw span batches from the gateway (key: project/trace)",
+    purpose: "raw span batches from the gateway: a request's traces that share a partition (key: project/trace of the first)",
 };
 
 /// Canonical, LLM-aware span records produced by the processor.

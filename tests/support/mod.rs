@@ -122,6 +122,19 @@ impl RawTail {
         spans: usize,
         wait: std::time::Duration,
     ) -> Vec<(String, spindle_schemas::raw::RawSpanBatch)> {
+        self.collect_placed(project_id, spans, wait)
+            .into_iter()
+            .map(|(_, key, batch)| (key, batch))
+            .collect()
+    }
+
+    /// As `collect`, with the partition each record landed on.
+    pub fn collect_placed(
+        &self,
+        project_id: &str,
+        spans: usize,
+        wait: std::time::Duration,
+    ) -> Vec<(i32, String, spindle_schemas::raw::RawSpanBatch)> {
         use prost::Message as _;
         use rdkafka::Message as _;
         let deadline = std::time::Instant::now() + wait;
@@ -137,7 +150,7 @@ impl RawTail {
                     )
                     .expect("spans.raw payload decodes");
                     seen += batch.spans.len();
-                    out.push((key, batch));
+                    out.push((message.partition(), key, batch));
                 }
             }
         }

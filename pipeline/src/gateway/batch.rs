@@ -1,5 +1,11 @@
-//! Splitting an accepted request into `spans.raw` records: one per resource, scope and trace,
-//! built from the request's own bytes.
+//! Splitting an accepted request into `spans.raw` records, built from the request's own bytes.
+//!
+//! A record holds the kept spans of one resource and scope whose traces share a partition of
+//! `spans.raw`: a trace's partition is CRC32 of its key (`<project_id>/<trace_id hex>`) modulo
+//! the partition count, which is what librdkafka's default partitioner gives that key. The
+//! record's key is its first trace's key, so the broker-side partitioner agrees, and every span
+//! of a trace still lands on one partition. One record per partition rather than per trace:
+//! the producer's cost is mostly per record (a request of 25 traces made 25).
 
 use prost::Message as _;
 use spindle_schemas::raw::{ArchivePointer, trace_key};
@@ -13,7 +19,7 @@ pub(crate) struct Record {
     pub(crate) payload: Vec<u8>,
 }
 
-/// Builds the records for the spans `keep` accepts, spans in request order within a trace.
+/// Builds the records for the spans `keep` accepts, for a topic of `partitions` partitions.
 pub(crate) fn records(
     resources: &[ResourceView<'_>],
     keep: impl Fn(&SpanView<'_>) -> bool,
@@ -21,6 +27,7 @@ pub(crate) fn records(
     project_id: &str,
     received_at_unix_nano: u64,
     archive: &ArchivePointer,
+    partitions: u32,
 ) -> Vec<Record> {
     let mut records = Records::new(
         resources,
@@ -29,6 +36,7 @@ pub(crate) fn records(
         project_id,
         received_at_unix_nano,
         archive,
+        partitions,
     );
     let mut out = Vec::new();
     let mut payload = Vec::new();
@@ -41,26 +49,70 @@ pub(crate) fn records(
     out
 }
 
+/// The partition count of `spans.raw` in the brokers' metadata. Blocks for up to `timeout`.
+pub(crate) fn partition_count<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    timeout: std::time::Duration,
+) -> Result<u32, String> {
+    let topic = spindle_schemas::topics::SPANS_RAW.name;
+    let metadata = client
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| format!("no metadata for `{topic}`: {e}"))?;
+    let described = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| format!("the brokers did not describe `{topic}`"))?;
+    if let Some(error) = described.error() {
+        return Err(format!(
+            "`{topic}`: {}",
+            rdkafka::types::RDKafkaErrorCode::from(error)
+        ));
+    }
+    match u32::try_from(described.partitions().len()) {
+        Ok(0) | Err(_) => Err(format!("`{topic}` has no partitions")),
+        Ok(n) => Ok(n),
+    }
+}
+
+/// The partition librdkafka's default (`consistent_random`) partitioner gives a non-empty key.
+pub fn partition_of(key: &str, partitions: u32) -> u32 {
+    crc32fast::hash(key.as_bytes()) % partitions.max(1)
+}
+
+/// A trace of the scope being split.
+struct Trace<'a> {
+    id: &'a [u8],
+    /// Its first kept span; the rest follow through `Records::next`.
+    first: u32,
+    last: u32,
+    key: String,
+    partition: u32,
+    /// Already part of an encoded record.
+    done: bool,
+}
+
 /// The records of a request one at a time, each encoded into a buffer the caller reuses: the
 /// gateway hands each to the producer (which copies it) before encoding the next, so the bytes
-/// are copied while still in cache and nothing is allocated per record but its key.
+/// are copied while still in cache.
 pub(crate) struct Records<'v, 'a, K> {
     resources: &'v [ResourceView<'a>],
     keep: K,
     workspace_id: &'v str,
     project_id: &'v str,
     received_at_unix_nano: u64,
+    partitions: u32,
     /// The encoded `ArchivePointer`, the same in every record of the request.
     archive: Vec<u8>,
     /// The next scope to split, as (resource, scope) indexes.
     pending: (usize, usize),
     /// The scope being split.
     current: (usize, usize),
-    /// Its traces in first-seen order: trace id, first and last kept span.
-    traces: Vec<(&'a [u8], u32, u32)>,
+    /// Its traces in first-seen order.
+    traces: Vec<Trace<'a>>,
     /// For each span of the scope, the next kept span of its trace (`END` after the last).
     next: Vec<u32>,
-    /// The next entry of `traces` to encode.
+    /// The first entry of `traces` that may not be encoded yet.
     trace: usize,
 }
 
@@ -74,6 +126,7 @@ impl<'v, 'a, K: Fn(&SpanView<'_>) -> bool> Records<'v, 'a, K> {
         project_id: &'v str,
         received_at_unix_nano: u64,
         archive: &ArchivePointer,
+        partitions: u32,
     ) -> Self {
         Self {
             resources,
@@ -81,6 +134,7 @@ impl<'v, 'a, K: Fn(&SpanView<'_>) -> bool> Records<'v, 'a, K> {
             workspace_id,
             project_id,
             received_at_unix_nano,
+            partitions,
             archive: archive.encode_to_vec(),
             pending: (0, 0),
             current: (0, 0),
@@ -93,19 +147,32 @@ impl<'v, 'a, K: Fn(&SpanView<'_>) -> bool> Records<'v, 'a, K> {
     /// Encodes the next record into `payload` (cleared first) and returns its key; `None` once
     /// every record was encoded.
     pub(crate) fn next_into(&mut self, payload: &mut Vec<u8>) -> Option<String> {
-        while self.trace == self.traces.len() {
+        loop {
+            while self.traces.get(self.trace).is_some_and(|t| t.done) {
+                self.trace += 1;
+            }
+            if self.trace < self.traces.len() {
+                break;
+            }
             if !self.split_next_scope() {
                 return None;
             }
         }
-        let (trace_id, first, _) = self.traces[self.trace];
-        self.trace += 1;
+        let partition = self.traces[self.trace].partition;
+        for trace in &mut self.traces[self.trace..] {
+            if trace.partition == partition {
+                trace.done = true;
+            }
+        }
         let resource = &self.resources[self.current.0];
         let scope = &resource.scopes[self.current.1];
-        let spans = TraceSpans {
+        let spans = PartitionSpans {
             spans: &scope.spans,
             next: &self.next,
-            at: first,
+            traces: &self.traces,
+            partition,
+            trace: self.trace,
+            at: self.traces[self.trace].first,
         };
         payload.clear();
         wire::raw_span_batch(
@@ -118,7 +185,7 @@ impl<'v, 'a, K: Fn(&SpanView<'_>) -> bool> Records<'v, 'a, K> {
             spans,
             &self.archive,
         );
-        Some(trace_key(self.project_id, trace_id))
+        Some(self.traces[self.trace].key.clone())
     }
 
     /// Groups the kept spans of the next scope by trace; false when no scope is left.
@@ -147,21 +214,29 @@ impl<'v, 'a, K: Fn(&SpanView<'_>) -> bool> Records<'v, 'a, K> {
                 continue;
             }
             let index = u32::try_from(index).expect("a request holds fewer than 2^32 spans");
-            let found = if self.traces.get(last).is_some_and(|t| t.0 == span.trace_id) {
+            let found = if self.traces.get(last).is_some_and(|t| t.id == span.trace_id) {
                 Some(last)
             } else {
-                self.traces.iter().position(|t| t.0 == span.trace_id)
+                self.traces.iter().position(|t| t.id == span.trace_id)
             };
             match found {
                 Some(t) => {
-                    let tail = &mut self.traces[t].2;
+                    let tail = &mut self.traces[t].last;
                     self.next[*tail as usize] = index;
                     *tail = index;
                     last = t;
                 }
                 None => {
                     last = self.traces.len();
-                    self.traces.push((span.trace_id, index, index));
+                    let key = trace_key(self.project_id, span.trace_id);
+                    self.traces.push(Trace {
+                        id: span.trace_id,
+                        first: index,
+                        last: index,
+                        partition: partition_of(&key, self.partitions),
+                        key,
+                        done: false,
+                    });
                 }
             }
         }
@@ -169,18 +244,31 @@ impl<'v, 'a, K: Fn(&SpanView<'_>) -> bool> Records<'v, 'a, K> {
     }
 }
 
-/// The spans of one trace in one scope, in request order.
+/// The spans of one partition's traces in one scope: trace by trace in first-seen order, each
+/// trace's spans in request order.
 #[derive(Clone)]
-struct TraceSpans<'s, 'a> {
+struct PartitionSpans<'s, 'a> {
     spans: &'s [SpanView<'a>],
     next: &'s [u32],
+    traces: &'s [Trace<'a>],
+    partition: u32,
+    /// The trace being walked.
+    trace: usize,
+    /// Its next span (`END` once walked).
     at: u32,
 }
 
-impl<'s, 'a> Iterator for TraceSpans<'s, 'a> {
+impl<'s, 'a> Iterator for PartitionSpans<'s, 'a> {
     type Item = &'s SpanView<'a>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        while self.at == END {
+            self.trace += 1;
+            let trace = self.traces.get(self.trace)?;
+            if trace.partition == self.partition {
+                self.at = trace.first;
+            }
+        }
         let span = self.spans.get(self.at as usize)?;
         self.at = self.next[self.at as usize];
         Some(span)
@@ -255,8 +343,16 @@ mod tests {
             key: "k".into(),
             index: 2,
         };
-        let records = records(&views, |s| s.span_id[0] != 9, "w", "p", 5, &pointer);
-        let decoded: Vec<(String, RawSpanBatch)> = records
+        let decoded = |partitions: u32| -> Vec<(String, RawSpanBatch)> {
+            records(
+                &views,
+                |s| s.span_id[0] != 9,
+                "w",
+                "p",
+                5,
+                &pointer,
+                partitions,
+            )
             .iter()
             .map(|r| {
                 (
@@ -264,7 +360,8 @@ mod tests {
                     RawSpanBatch::decode(r.payload.as_slice()).expect("prost decodes it"),
                 )
             })
-            .collect();
+            .collect()
+        };
         let expected =
             |scope: Option<InstrumentationScope>, url: &str, spans: Vec<Span>| RawSpanBatch {
                 version: RAW_SPAN_BATCH_VERSION,
@@ -280,8 +377,27 @@ mod tests {
             };
         let t1 = format!("p/{}", "01".repeat(16));
         let t2 = format!("p/{}", "02".repeat(16));
+        // One partition: one record per scope, trace by trace, keyed by its first trace.
         assert_eq!(
-            decoded,
+            decoded(1),
+            [
+                (
+                    t1.clone(),
+                    expected(
+                        Some(scope_a.clone()),
+                        "https://schema/1",
+                        vec![span(1, 1), span(1, 3), span(2, 2)]
+                    )
+                ),
+                (t1.clone(), expected(None, "", vec![span(1, 4)])),
+            ]
+        );
+        // Partitions that tell the two traces apart: a record for each.
+        let apart = (2..64)
+            .find(|&n| partition_of(&t1, n) != partition_of(&t2, n))
+            .expect("some partition count separates the traces");
+        assert_eq!(
+            decoded(apart),
             [
                 (
                     t1.clone(),
@@ -309,6 +425,20 @@ mod tests {
         );
         let none = wire::filtered_request(&views, |_| false);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn partitions_are_crc32_of_the_key() {
+        // librdkafka's `rd_crc32` is the standard CRC-32, whose check value is that of
+        // "123456789"; `tests/gateway.rs` checks the partitions librdkafka actually chose.
+        assert_eq!(partition_of("123456789", u32::MAX), 0xcbf4_3926);
+        assert_eq!(partition_of("123456789", 1000), 0xcbf4_3926 % 1000);
+        assert_eq!(partition_of("any", 1), 0);
+        assert_eq!(
+            partition_of("any", 0),
+            0,
+            "no partition count is one partition"
+        );
     }
 
     #[test]

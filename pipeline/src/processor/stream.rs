@@ -26,7 +26,7 @@ use redis::aio::ConnectionManager;
 use serde::Deserialize;
 use spindle_platform::price_overrides::PriceOverrides;
 use spindle_schemas::prices::PriceTable;
-use spindle_schemas::raw::{RAW_SPAN_BATCH_VERSION, RawSpanBatch};
+use spindle_schemas::raw::{RAW_SPAN_BATCH_VERSION, RawSpanBatch, trace_key};
 use spindle_schemas::topics::{SPANS_DLQ, SPANS_ENRICHED, SPANS_RAW, TRACES_EVENTS};
 use spindle_schemas::trace_events::{TRACE_EVENT_VERSION, TraceEvent, TraceEventKind};
 use tokio_util::sync::CancellationToken;
@@ -74,8 +74,8 @@ pub enum ProcessorError {
 
 /// What one record became.
 enum Outcome {
-    /// Enriched records, and the span ids and root flag for trace completion.
-    Enriched(Vec<(String, Vec<u8>)>, Vec<String>, bool),
+    /// Enriched records, and for trace completion each trace's key, span ids and root flag.
+    Enriched(Vec<(String, Vec<u8>)>, Vec<(String, Vec<String>, bool)>),
     Poison(String),
 }
 
@@ -91,14 +91,27 @@ fn decode(payload: &[u8]) -> Result<RawSpanBatch, String> {
     Ok(batch)
 }
 
-/// Turns one decoded batch into enriched records.
+/// Turns one decoded batch into enriched records. A batch holds the spans of one or more
+/// traces (those of a request's scope that share a partition), each trace's spans together.
 fn enrich(
     batch: &RawSpanBatch,
     prices: &PriceTable,
     overrides: Option<&PriceTable>,
     config: &NormalizeConfig,
 ) -> Outcome {
-    let root_seen = batch.spans.iter().any(|s| s.parent_span_id.is_empty());
+    let mut traces: Vec<(&[u8], Vec<String>, bool)> = Vec::new();
+    for span in &batch.spans {
+        let at = match traces.iter().rposition(|t| t.0 == span.trace_id.as_slice()) {
+            Some(at) => at,
+            None => {
+                traces.push((&span.trace_id, Vec::new(), false));
+                traces.len() - 1
+            }
+        };
+        let trace = &mut traces[at];
+        trace.1.push(hex::encode(&span.span_id));
+        trace.2 |= span.parent_span_id.is_empty();
+    }
     Outcome::Enriched(
         batch
             .spans
@@ -108,12 +121,12 @@ fn enrich(
                 (enriched.key(), enriched.encode_to_vec())
             })
             .collect(),
-        batch
-            .spans
-            .iter()
-            .map(|s| hex::encode(&s.span_id))
+        traces
+            .into_iter()
+            .map(|(trace_id, span_ids, root)| {
+                (trace_key(&batch.project_id, trace_id), span_ids, root)
+            })
             .collect(),
-        root_seen,
     )
 }
 
@@ -259,10 +272,11 @@ async fn produce_batch(
             Err(reason) => Outcome::Poison(reason.clone()),
         };
         match outcome {
-            Outcome::Enriched(records, span_ids, root_seen) => {
+            Outcome::Enriched(records, traces) => {
                 spans += records.len() as u64;
-                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-                seen.push((message.partition(), key, span_ids, root_seen));
+                for (key, span_ids, root_seen) in traces {
+                    seen.push((message.partition(), key, span_ids, root_seen));
+                }
                 for (key, payload) in records {
                     sends.push(send(
                         producer,
@@ -473,22 +487,28 @@ mod tests {
         let reason = decode(&future.encode_to_vec()).expect_err("unknown version must be poison");
         assert!(reason.contains("version 2 is unknown"), "{reason}");
 
+        // Two traces sharing a record: a child of `ab…` first, then a child of `cd…` (whose
+        // root is elsewhere), then the root of `ab…`.
+        let span = |trace: u8, id: u8, parent: &[u8]| Span {
+            trace_id: vec![trace; 16],
+            span_id: vec![id; 8],
+            parent_span_id: parent.to_vec(),
+            start_time_unix_nano: 1_764_230_400_000_000_000,
+            end_time_unix_nano: 1_764_230_401_000_000_000,
+            ..Default::default()
+        };
         let batch = RawSpanBatch {
             version: RAW_SPAN_BATCH_VERSION,
             project_id: "p".into(),
             spans: vec![
-                Span {
-                    trace_id: vec![0xab; 16],
-                    span_id: vec![1; 8],
-                    start_time_unix_nano: 1_764_230_400_000_000_000,
-                    end_time_unix_nano: 1_764_230_401_000_000_000,
-                    ..Default::default()
-                };
-                2
+                span(0xab, 2, &[1; 8]),
+                span(0xcd, 3, &[9; 8]),
+                span(0xab, 1, &[]),
+                span(0xab, 4, &[1; 8]),
             ],
             ..Default::default()
         };
-        let Outcome::Enriched(records, span_ids, root) = enrich(
+        let Outcome::Enriched(records, traces) = enrich(
             &decode(&batch.encode_to_vec()).expect("decodes"),
             prices,
             None,
@@ -496,7 +516,14 @@ mod tests {
         ) else {
             panic!("a valid batch is enriched");
         };
-        assert_eq!((records.len(), span_ids.len(), root), (2, 2, true));
-        assert_eq!(records[0].0, format!("p/{}", "ab".repeat(16)));
+        assert_eq!(records.len(), 4);
+        let ab = format!("p/{}", "ab".repeat(16));
+        let cd = format!("p/{}", "cd".repeat(16));
+        let ids = |ids: &[u8]| ids.iter().map(|i| hex::encode([*i; 8])).collect::<Vec<_>>();
+        assert_eq!(
+            traces,
+            [(ab.clone(), ids(&[2, 1, 4]), true), (cd, ids(&[3]), false)]
+        );
+        assert_eq!(records[0].0, ab);
     }
 }

@@ -38,7 +38,12 @@ pub(super) fn decode(key: &str, bytes: bytes::Bytes) -> Result<ArchiveObject, Re
 }
 
 /// Splits every request of `object` into `spans.raw` records as the gateway did.
-pub(super) fn split(bucket: &str, key: &str, object: &ArchiveObject) -> Result<Split, ReplayError> {
+pub(super) fn split(
+    bucket: &str,
+    key: &str,
+    object: &ArchiveObject,
+    partitions: u32,
+) -> Result<Split, ReplayError> {
     let mut split = Split {
         requests: 0,
         spans: 0,
@@ -70,6 +75,7 @@ pub(super) fn split(bucket: &str, key: &str, object: &ArchiveObject) -> Result<S
             &object.project_id,
             request.received_at_unix_nano,
             &pointer,
+            partitions,
         );
         split.requests += 1;
         split.spans += verdict.accepted_spans;
@@ -137,7 +143,13 @@ mod tests {
             request(vec![span(1, 1), span(2, 2), span(1, 3)]),
             request(vec![span(1, 4)]),
         ]);
-        let split = split("b", KEY, &object).expect("splits");
+        let t1 = format!("p1/{}", "01".repeat(16));
+        let t2 = format!("p1/{}", "02".repeat(16));
+        // A partition count that puts the two traces apart, so each gets a record.
+        let apart = (2..64)
+            .find(|&n| crate::gateway::partition_of(&t1, n) != crate::gateway::partition_of(&t2, n))
+            .expect("some partition count separates the traces");
+        let split = split("b", KEY, &object, apart).expect("splits");
         assert_eq!((split.requests, split.spans), (2, 4));
         let decoded: Vec<(u32, String, RawSpanBatch)> = split
             .records
@@ -147,8 +159,6 @@ mod tests {
                 (*index, r.key.clone(), batch)
             })
             .collect();
-        let t1 = format!("p1/{}", "01".repeat(16));
-        let t2 = format!("p1/{}", "02".repeat(16));
         let summary: Vec<(u32, &str, u64, Vec<u8>, u32)> = decoded
             .iter()
             .map(|(index, key, batch)| {
@@ -187,6 +197,7 @@ mod tests {
             "b",
             KEY,
             &object(vec![request(vec![span(1, 1)]), truncated]),
+            3,
         )
         .expect_err("truncated");
         assert_eq!(
@@ -200,7 +211,7 @@ mod tests {
             trace_id: vec![0; 16],
             ..span(1, 1)
         };
-        let err = split("b", KEY, &object(vec![request(vec![zero])])).expect_err("invalid span");
+        let err = split("b", KEY, &object(vec![request(vec![zero])]), 3).expect_err("invalid span");
         assert!(
             matches!(&err, ReplayError::MalformedRequest { index: 0, reason, .. }
                 if reason.contains("trace_id must be 16 bytes")),
