@@ -160,10 +160,9 @@ struct Inner {
 
 const KIB: usize = 1024;
 
-/// HTTP/2 flow-control windows and largest frame for OTLP/gRPC (see `Bound::serve`).
+/// HTTP/2 flow-control windows for OTLP/gRPC (see `Bound::serve`).
 const GRPC_STREAM_WINDOW: u32 = 1 << 20;
 const GRPC_CONNECTION_WINDOW: u32 = 2 << 20;
-const GRPC_MAX_FRAME: u32 = 1 << 18;
 
 /// How long to wait before enqueueing again when the producer's queue is full.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(100);
@@ -421,9 +420,10 @@ impl Bound {
             // HTTP/2's default window of 64 KiB made a client stop three times in a 200 KiB
             // export to wait for a WINDOW_UPDATE; a window that fits a typical export takes it
             // in one go. Memory stays bounded by `max_request_bytes` and `max_inflight_bytes`.
+            // Frames stay at the default 16 KiB: tonic sizes its buffer for the message once
+            // the first frame has been copied in, so a large first frame is copied twice.
             .initial_stream_window_size(GRPC_STREAM_WINDOW)
             .initial_connection_window_size(GRPC_CONNECTION_WINDOW)
-            .max_frame_size(GRPC_MAX_FRAME)
             .add_service(grpc::service(gateway.clone()))
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(grpc),
