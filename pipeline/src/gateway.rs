@@ -2,10 +2,11 @@
 //!
 //! A request is acknowledged only after its accepted spans are durable in both places: the
 //! raw request in an S3 group-commit object, then its `spans.raw` records (one per resource,
-//! scope and partition; see `batch`) produced with `acks=all` and idempotence. If either write fails the client gets 503 with
-//! Retry-After and nothing is acknowledged (a retried request may leave an unacknowledged copy
-//! in the archive; downstream deduplication makes replays of it harmless). Invalid spans are
-//! dropped and reported through OTLP partial success.
+//! scope and partition; see `batch`) produced with `acks=all` and idempotence. If either
+//! write fails the client gets 503 with Retry-After and nothing is acknowledged (a retried
+//! request may leave an unacknowledged copy in the archive; downstream deduplication makes
+//! replays of it harmless). Invalid spans are dropped and reported through OTLP partial
+//! success.
 //!
 //! A request answered 503 because Kafka was slow may still reach `spans.raw` later (its records
 //! stay queued, bounded by `queue.buffering.max.kbytes`); the client's retry then duplicates
