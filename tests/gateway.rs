@@ -624,6 +624,60 @@ async fn revoked_and_read_only_keys_are_forbidden() {
     assert_nothing_written(&config, &tail, &read_project).await;
 }
 
+/// Accepted spans reach the project's monthly usage counter in Redis within a flush interval
+/// (`gateway.usage_flush_ms`); rejected spans are not counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn accepted_spans_reach_the_monthly_usage_counter() {
+    let config = support::stack();
+    let (project, key) = support::project_with_key(&config).await;
+    let client = Client::new(&config);
+    let mut backwards = span(9);
+    backwards.end_time_unix_nano = backwards.start_time_unix_nano - 1;
+    for body in [
+        valid_request(vec![span(1), span(2), span(3)]),
+        valid_request(vec![span(4), backwards, span(5), span(6), span(7)]),
+    ] {
+        let (status, _, _) = client
+            .post(
+                Some(&key),
+                "application/x-protobuf",
+                None,
+                body.encode_to_vec(),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let month = now.year().unsigned_abs() * 100 + u32::from(u8::from(now.month()));
+    let counter = spindle_platform::keys::monthly_usage(&project, month);
+    let mut redis = spindle::clients::redis(&config.redis)
+        .expect("redis client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let deadline = std::time::Instant::now()
+        + Duration::from_millis(config.gateway.usage_flush_ms)
+        + Duration::from_secs(5);
+    let mut used: Option<u64> = None;
+    while used != Some(7) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        used = redis::cmd("GET")
+            .arg(&counter)
+            .query_async(&mut redis)
+            .await
+            .expect("GET");
+    }
+    assert_eq!(used, Some(7), "7 spans accepted, 1 rejected");
+    // Nothing more arrives later: the counts were flushed once.
+    tokio::time::sleep(Duration::from_millis(config.gateway.usage_flush_ms * 2)).await;
+    let again: Option<u64> = redis::cmd("GET")
+        .arg(&counter)
+        .query_async(&mut redis)
+        .await
+        .expect("GET");
+    assert_eq!(again, Some(7));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_exhausted_monthly_quota_is_429_with_retry_after() {
     let config = support::stack();
