@@ -452,13 +452,10 @@ impl Bound {
         if let Err(e) = limits.flush().await {
             tracing::warn!(error = %e, "monthly usage counters not updated at shutdown");
         }
-        tokio::task::spawn_blocking(move || {
-            use rdkafka::producer::Producer;
-            producer.flush(Duration::from_secs(10))
-        })
-        .await
-        .map_err(std::io::Error::other)?
-        .map_err(std::io::Error::other)?;
+        tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10)))
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other)?;
         tracing::info!("gateway stopped");
         Ok(())
     }
@@ -477,7 +474,6 @@ async fn refresh_partitions(
 ) -> Result<(), String> {
     let client = producer.clone();
     let count = tokio::task::spawn_blocking(move || {
-        use rdkafka::producer::Producer as _;
         batch::partition_count(client.client(), METADATA_TIMEOUT)
     })
     .await
