@@ -647,8 +647,7 @@ async fn accepted_spans_reach_the_monthly_usage_counter() {
             .await;
         assert_eq!(status, 200);
     }
-    let now = time::OffsetDateTime::now_utc();
-    let month = now.year().unsigned_abs() * 100 + u32::from(u8::from(now.month()));
+    let month = spindle_platform::entitlements::yyyymm(time::OffsetDateTime::now_utc());
     let counter = spindle_platform::keys::monthly_usage(&project, month);
     let mut redis = spindle::clients::redis(&config.redis)
         .expect("redis client")

@@ -215,7 +215,9 @@ fn take(bucket: &mut Bucket, spans: u64, rate: u64, now: Instant) -> Result<(), 
     Ok(())
 }
 
-fn yyyymm(now: OffsetDateTime) -> u32 {
+/// The month `now` falls in as `yyyymm` (UTC), as usage counters are keyed
+/// ([`crate::keys::monthly_usage`]).
+pub fn yyyymm(now: OffsetDateTime) -> u32 {
     now.year().unsigned_abs() * 100 + u32::from(u8::from(now.month()))
 }
 
