@@ -734,6 +734,138 @@ async fn grpc_errors_use_otlp_status_codes() {
     assert_eq!(tail.collect(&project, 1, Duration::from_secs(15)).len(), 1);
 }
 
+/// A gRPC codec sending a request's bytes as they are, so a test can send what no generated
+/// client would.
+#[derive(Clone, Copy, Default)]
+struct RawRequests;
+
+impl tonic::codec::Codec for RawRequests {
+    type Encode = Vec<u8>;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = RawRequests;
+    type Decoder = RawRequests;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawRequests
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawRequests
+    }
+}
+
+impl tonic::codec::Encoder for RawRequests {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut as _;
+        buf.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawRequests {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
+        ExportTraceServiceResponse::decode(buf)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_bad_input_is_refused_precisely_and_writes_nothing() {
+    let config = support::stack();
+    let (project, key) = support::project_with_key(&config).await;
+    let tail = support::RawTail::start(&config);
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", config.gateway.grpc_listen))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("grpc connects");
+    let export = |bytes: Vec<u8>, encoding: Option<&'static str>| {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        let mut request = tonic::Request::new(bytes);
+        request
+            .metadata_mut()
+            .insert("x-api-key", key.parse().expect("ascii"));
+        if let Some(encoding) = encoding {
+            request
+                .metadata_mut()
+                .insert("grpc-encoding", encoding.parse().expect("ascii"));
+        }
+        async move {
+            grpc.ready().await.expect("ready");
+            grpc.unary(
+                request,
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+                    .parse()
+                    .expect("path"),
+                RawRequests,
+            )
+            .await
+        }
+    };
+
+    let error = export(vec![0x0a, 0xff, 0x01], None)
+        .await
+        .expect_err("malformed protobuf");
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(
+        error.message().starts_with("invalid OTLP protobuf"),
+        "{}",
+        error.message()
+    );
+
+    let error = export(valid_request(vec![span(1)]).encode_to_vec(), Some("br"))
+        .await
+        .expect_err("unknown encoding");
+    assert_eq!(error.code(), tonic::Code::Unimplemented);
+    assert!(error.message().contains("`br`"), "{}", error.message());
+    assert_eq!(
+        error
+            .metadata()
+            .get("grpc-accept-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("gzip,zstd")
+    );
+
+    let error = export(vec![b' '; config.gateway.max_request_bytes + 1], None)
+        .await
+        .expect_err("oversize");
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        error.message(),
+        format!(
+            "request body over the limit of {} bytes",
+            config.gateway.max_request_bytes
+        )
+    );
+
+    // An empty request is a valid export of nothing.
+    let answer = export(Vec::new(), None).await.expect("empty export");
+    assert!(answer.into_inner().partial_success.is_none());
+
+    assert!(tail.collect(&project, 0, Duration::from_secs(2)).is_empty());
+
+    // A valid export on the same channel still goes through.
+    export(valid_request(vec![span(1)]).encode_to_vec(), None)
+        .await
+        .expect("accepted");
+    assert_eq!(tail.collect(&project, 1, Duration::from_secs(15)).len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn gateway_metrics_and_readiness() {
     let config = support::stack();

@@ -48,6 +48,10 @@ impl GatewayError {
     /// The gRPC code this error is answered with (OTLP/gRPC: only UNAVAILABLE and
     /// RESOURCE_EXHAUSTED are retried by clients).
     pub fn grpc_code(&self) -> tonic::Code {
+        if let GatewayError::UnsupportedEncoding(_) = self {
+            // What gRPC specifies for a compression the server does not support.
+            return tonic::Code::Unimplemented;
+        }
         match self.http_status() {
             400 | 413 | 415 => tonic::Code::InvalidArgument,
             401 => tonic::Code::Unauthenticated,
@@ -125,6 +129,11 @@ mod tests {
             (503, Some(1))
         );
         assert_eq!(down.grpc_code(), tonic::Code::Unavailable);
+        let brotli = GatewayError::UnsupportedEncoding("br".into());
+        assert_eq!(
+            (brotli.http_status(), brotli.grpc_code()),
+            (415, tonic::Code::Unimplemented)
+        );
         let big = GatewayError::PayloadTooLarge {
             limit: 10,
             decompressed: true,

@@ -151,7 +151,7 @@ fn is_length_limit(error: &axum::Error) -> bool {
 }
 
 /// Decompresses with a hard cap on the output, so a small bomb cannot grow past `limit`.
-fn decompress(encoding: &str, wire: Bytes, limit: usize) -> Result<Bytes, GatewayError> {
+pub(crate) fn decompress(encoding: &str, wire: Bytes, limit: usize) -> Result<Bytes, GatewayError> {
     let reader: Box<dyn Read + '_> = match encoding {
         "gzip" => Box::new(flate2::read::GzDecoder::new(&wire[..])),
         "zstd" => Box::new(
