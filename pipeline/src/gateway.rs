@@ -116,11 +116,14 @@ pub fn producer_settings(config: &GatewayConfig) -> Vec<(&'static str, String)> 
         ("acks", "all".into()),
         ("enable.idempotence", "true".into()),
         // One request in flight per broker connection. An idempotent producer already sends
-        // one request at a time per partition (librdkafka counts in-flight messages against
-        // its limit of five requests); a partition whose batch is due while its request is in
-        // flight made the broker thread poll with a zero timeout, in a loop, until the answer
-        // came: with a slow broker that was most of the gateway's CPU. With one request per
-        // connection, the due batch waits in the send queue and the thread sleeps.
+        // one request at a time per partition: librdkafka 2.12 compares the partition's
+        // in-flight *messages* with its limit of five requests (`rd_kafka_toppar_producer_serve`),
+        // after it has set its wakeup to the due batch's deadline. A partition whose batch is
+        // due while its request is in flight makes the broker thread poll with a zero timeout,
+        // in a loop, until the answer comes. With one request per connection, a due batch of
+        // another partition waits in the send queue and the thread sleeps; a due batch of the
+        // partition in flight still spins it. That happens only when the broker is saturated
+        // (see BENCHMARKS.md, "under a saturated broker").
         ("max.in.flight.requests.per.connection", "1".into()),
         ("compression.type", "lz4".into()),
         ("linger.ms", config.produce_linger_ms.to_string()),
