@@ -136,6 +136,21 @@ async fn broker_then_archive_outage_is_503_and_recovers_by_itself() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("in-flight limit of 300000 bytes"), "{body}");
     assert_eq!(retry.as_deref(), Some("1"));
+    // A request that declares its length is shed before its body is read: the answer comes
+    // although the body it announced never does.
+    let answer = announce_without_body(&stack.config, &key, 190_000).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("in-flight limit of 300000 bytes"),
+        "{answer}"
+    );
+    // So is one declaring more than `max_request_bytes`.
+    let answer = announce_without_body(&stack.config, &key, 250_000).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains("request body over the limit of 200000 bytes"),
+        "{answer}"
+    );
     assert_eq!(
         first.await.expect("first request"),
         503,
@@ -146,4 +161,44 @@ async fn broker_then_archive_outage_is_503_and_recovers_by_itself() {
     stack.must(&["up"]);
     let took = until_accepted(&stack, &key).await;
     eprintln!("recovered from the archive outage {took:?} after S3 returned");
+}
+
+/// Sends an export's headers declaring `length` bytes and no body; returns what the gateway
+/// answers within 10 s.
+async fn announce_without_body(
+    config: &spindle::config::Config,
+    key: &str,
+    length: usize,
+) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(config.gateway.http_listen)
+        .await
+        .expect("gateway accepts");
+    stream
+        .write_all(
+            format!(
+                "POST /v1/traces HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/x-protobuf\r\n\
+                 x-api-key: {key}\r\ncontent-length: {length}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("headers sent");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut chunk = [0_u8; 4096];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            }
+            let text = String::from_utf8_lossy(&answer);
+            if text.contains("in-flight limit") || text.contains("over the limit") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer within 10 s without the body");
+    String::from_utf8_lossy(&answer).into_owned()
 }

@@ -56,7 +56,9 @@ pub struct GatewayConfig {
     pub health_listen: SocketAddr,
     /// Largest request body, after decompression.
     pub max_request_bytes: usize,
-    /// Decoded bytes of all requests in flight; beyond it requests are shed with 503.
+    /// Bytes of all requests in flight (as received, and again once decompressed); beyond it
+    /// requests are shed with 503, before their bodies are read when their length is known
+    /// (`Content-Length`, the gRPC message prefix).
     pub max_inflight_bytes: usize,
     /// How long the S3 group commit collects requests before writing one object.
     pub group_commit_window_ms: u64,

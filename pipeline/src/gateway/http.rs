@@ -79,6 +79,24 @@ async fn handle(
     if !matches!(encoding.as_str(), "" | "identity" | "gzip" | "zstd") {
         return Err(GatewayError::UnsupportedEncoding(encoding));
     }
+    // With a length, room is reserved before the body is read, so a gateway at its in-flight
+    // limit sheds the request without buffering it. A chunked body is counted once read.
+    let declared = content_length(headers)?;
+    let reserved = match declared {
+        Some(len) if len > limit => Err(GatewayError::PayloadTooLarge {
+            limit,
+            decompressed: false,
+        }),
+        Some(len) => gateway.reserve(len).map(Some),
+        None => Ok(None),
+    };
+    let _declared_permit = match reserved {
+        Ok(permit) => permit,
+        Err(error) => {
+            discard(body, limit).await;
+            return Err(error);
+        }
+    };
     let wire = axum::body::to_bytes(body, limit).await.map_err(|e| {
         if is_length_limit(&e) {
             GatewayError::PayloadTooLarge {
@@ -91,8 +109,13 @@ async fn handle(
     })?;
     metrics::counter!("spindle_gateway_bytes_total", "transport" => if format == Format::Json { "http/json" } else { "http/protobuf" })
         .increment(wire.len() as u64);
+    let compressed = !matches!(encoding.as_str(), "" | "identity");
     let body = decompress(&encoding, wire, limit)?;
-    let _permit = gateway.reserve(body.len())?;
+    let _permit = if declared.is_none() || compressed {
+        Some(gateway.reserve(body.len())?)
+    } else {
+        None
+    };
     let (body, transport) = match format {
         Format::Protobuf => (body, Transport::HttpProtobuf),
         Format::Json => {
@@ -119,6 +142,44 @@ pub(crate) fn api_key(headers: &HeaderMap) -> Option<&str> {
         );
     }
     headers.get("x-api-key").and_then(|v| v.to_str().ok())
+}
+
+/// How long a refused body is read and dropped before the answer goes out.
+const DISCARD_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads and drops a refused body, for up to `limit` bytes or [`DISCARD_FOR`], without keeping
+/// any of it. A client still sending its body would otherwise find the connection closed under
+/// it and might see a reset instead of the answer.
+async fn discard(mut body: Body, limit: usize) {
+    use http_body_util::BodyExt as _;
+    let _ = tokio::time::timeout(DISCARD_FOR, async {
+        let mut read = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len());
+            if read > limit {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// The body length the request declares, if it does.
+fn content_length(headers: &HeaderMap) -> Result<Option<usize>, GatewayError> {
+    let Some(value) = headers.get(header::CONTENT_LENGTH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            GatewayError::BadRequest(format!(
+                "invalid Content-Length `{}`",
+                String::from_utf8_lossy(value.as_bytes())
+            ))
+        })
 }
 
 fn format_of(headers: &HeaderMap) -> Result<Format, GatewayError> {
