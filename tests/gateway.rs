@@ -249,6 +249,21 @@ impl Client {
         }
     }
 
+    /// Posts `request` as OTLP/HTTP protobuf with `key`.
+    async fn export(
+        &self,
+        key: &str,
+        request: &ExportTraceServiceRequest,
+    ) -> (u16, HashMap<String, String>, Vec<u8>) {
+        self.post(
+            Some(key),
+            "application/x-protobuf",
+            None,
+            request.encode_to_vec(),
+        )
+        .await
+    }
+
     async fn post(
         &self,
         key: Option<&str>,
@@ -308,12 +323,7 @@ async fn records_carry_a_requests_traces_by_partition() {
     }
     let tail = support::RawTail::start(&config);
     let (status, _, _) = Client::new(&config)
-        .post(
-            Some(&key),
-            "application/x-protobuf",
-            None,
-            valid_request(spans).encode_to_vec(),
-        )
+        .export(&key, &valid_request(spans))
         .await;
     assert_eq!(status, 200);
     let records = tail.collect_placed(&project, 48, Duration::from_secs(20));
@@ -505,14 +515,7 @@ async fn invalid_spans_are_rejected_through_partial_success() {
     let mut backwards = span(3);
     backwards.end_time_unix_nano = backwards.start_time_unix_nano - 1;
     let request = valid_request(vec![span(1), zero_trace, backwards]);
-    let (status, _, reply) = client
-        .post(
-            Some(&key),
-            "application/x-protobuf",
-            None,
-            request.encode_to_vec(),
-        )
-        .await;
+    let (status, _, reply) = client.export(&key, &request).await;
     assert_eq!(status, 200);
     let answer = ExportTraceServiceResponse::decode(&reply[..]).expect("protobuf answer");
     let partial = answer.partial_success.expect("partial success");
@@ -637,14 +640,7 @@ async fn accepted_spans_reach_the_monthly_usage_counter() {
         valid_request(vec![span(1), span(2), span(3)]),
         valid_request(vec![span(4), backwards, span(5), span(6), span(7)]),
     ] {
-        let (status, _, _) = client
-            .post(
-                Some(&key),
-                "application/x-protobuf",
-                None,
-                body.encode_to_vec(),
-            )
-            .await;
+        let (status, _, _) = client.export(&key, &body).await;
         assert_eq!(status, 200);
     }
     let month = spindle_platform::entitlements::yyyymm(time::OffsetDateTime::now_utc());
@@ -876,14 +872,7 @@ async fn gateway_metrics_and_readiness() {
     assert_eq!(ready.status(), 200);
     let (_, key) = support::project_with_key(&config).await;
     let client = Client::new(&config);
-    let (status, _, _) = client
-        .post(
-            Some(&key),
-            "application/x-protobuf",
-            None,
-            valid_request(vec![span(1)]).encode_to_vec(),
-        )
-        .await;
+    let (status, _, _) = client.export(&key, &valid_request(vec![span(1)])).await;
     assert_eq!(status, 200);
     let metrics = reqwest::get(format!("{base}/metrics"))
         .await
