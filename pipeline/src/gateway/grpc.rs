@@ -89,12 +89,8 @@ async fn handle(
 ) -> Result<Accepted, GatewayError> {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
-    let key = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().strip_prefix("Bearer ").unwrap_or(v).trim())
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
-    let principal = gateway.authorize(key).await?;
+    // gRPC metadata are HTTP/2 headers: the key is read as OTLP/HTTP reads it.
+    let principal = gateway.authorize(super::http::api_key(headers)).await?;
     let encoding = match headers.get("grpc-encoding").map(|v| v.to_str()) {
         None => "identity".to_owned(),
         Some(Ok(v)) => v.trim().to_ascii_lowercase(),
@@ -215,11 +211,6 @@ where
         }
     }
     match (expected, whole) {
-        (Some((compressed, 0)), _) => Ok(Unary {
-            compressed,
-            bytes: Bytes::new(),
-            _permit: permit,
-        }),
         (Some((compressed, _)), Some(bytes)) => Ok(Unary {
             compressed,
             bytes,
