@@ -344,11 +344,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                     };
                     let report = crate::loadgen::run(&config, key.trim(), run).await?;
                     eprintln!(
-                        "{} {} B: {:.0} spans/s, {:.0} spans/s per gateway core",
+                        "{} {} B: {:.0} spans/s, {:.0} spans/s per gateway core, {:.0} on the decode → auth → produce path",
                         if grpc { "grpc" } else { "http" },
                         span_bytes,
                         report.spans_per_sec(),
-                        report.spans_per_gateway_cpu_sec()
+                        report.spans_per_gateway_cpu_sec(),
+                        report.spans_per_produce_path_cpu_sec()
                     );
                     reports.push(report);
                 }

@@ -56,13 +56,26 @@ impl Report {
         self.spans as f64 / self.wall.as_secs_f64()
     }
 
+    /// CPU seconds `name` used during the run (0 when it was not watched).
+    pub fn cpu_of(&self, name: &str) -> f64 {
+        self.cpu
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0.0, |(_, c)| *c)
+    }
+
     /// Spans per second of the gateway's own CPU time.
     pub fn spans_per_gateway_cpu_sec(&self) -> f64 {
-        let cpu = self
-            .cpu
-            .iter()
-            .find(|(n, _)| *n == "gateway")
-            .map_or(0.0, |(_, c)| *c);
+        self.spans_per(self.cpu_of("gateway"))
+    }
+
+    /// Spans per second of the gateway's CPU time on the decode → auth → produce path: all of
+    /// it but its S3 archiver thread's.
+    pub fn spans_per_produce_path_cpu_sec(&self) -> f64 {
+        self.spans_per(self.cpu_of("gateway") - self.cpu_of("archiver"))
+    }
+
+    fn spans_per(&self, cpu: f64) -> f64 {
         if cpu > 0.0 {
             self.spans as f64 / cpu
         } else {
@@ -86,7 +99,13 @@ pub async fn run(config: &Config, key: &str, run: Run) -> anyhow::Result<Report>
         );
     }
     let requests = build_requests(run.span_bytes, run.spans_per_request, 64);
+    let gateway_pid = pids
+        .iter()
+        .find(|(n, _)| *n == "gateway")
+        .map(|(_, p)| *p)
+        .unwrap_or(0);
     let before: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
+    let archiver_before = archiver_cpu_seconds(gateway_pid);
     let started = Instant::now();
     let deadline = started + run.duration;
     let mut workers = Vec::new();
@@ -143,11 +162,15 @@ pub async fn run(config: &Config, key: &str, run: Run) -> anyhow::Result<Report>
         errors += e;
     }
     let wall = started.elapsed();
-    let cpu = pids
+    let mut cpu: Vec<(&'static str, f64)> = pids
         .iter()
         .zip(before)
         .map(|((name, pid), before)| (*name, cpu_seconds(*pid) - before))
         .collect();
+    cpu.push((
+        "archiver",
+        archiver_cpu_seconds(gateway_pid) - archiver_before,
+    ));
     latencies.sort_unstable();
     let at = |q: f64| {
         latencies
@@ -155,11 +178,6 @@ pub async fn run(config: &Config, key: &str, run: Run) -> anyhow::Result<Report>
             .copied()
             .unwrap_or_default()
     };
-    let gateway_pid = pids
-        .iter()
-        .find(|(n, _)| *n == "gateway")
-        .map(|(_, p)| *p)
-        .unwrap_or(0);
     Ok(Report {
         run,
         requests: latencies.len() as u64,
@@ -176,31 +194,27 @@ pub async fn run(config: &Config, key: &str, run: Run) -> anyhow::Result<Report>
 /// A markdown table of reports.
 pub fn table(reports: &[Report]) -> String {
     let mut out = String::from(
-        "| transport | span size | spans/request | spans/s (absolute) | spans/s per gateway CPU core | p50 | p99 | errors | CPU s: gateway / broker / s3 / redis | gateway peak RSS |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| transport | span size | spans/request | spans/s (absolute) | spans/s per gateway CPU core | … on the decode → auth → produce path | p50 | p99 | errors | CPU s: gateway (its S3 archiver) / broker / s3 / redis | gateway peak RSS |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for r in reports {
-        let cpu = |name: &str| {
-            r.cpu
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map_or(0.0, |(_, c)| *c)
-        };
         let _ = writeln!(
             out,
-            "| {} | {} B | {} | {:.0} | {:.0} | {:.1} ms | {:.1} ms | {} | {:.1} / {:.1} / {:.1} / {:.1} | {:.0} MiB |",
+            "| {} | {} B | {} | {:.0} | {:.0} | {:.0} | {:.1} ms | {:.1} ms | {} | {:.1} ({:.1}) / {:.1} / {:.1} / {:.1} | {:.0} MiB |",
             if r.run.grpc { "gRPC" } else { "HTTP protobuf" },
             r.run.span_bytes,
             r.run.spans_per_request,
             r.spans_per_sec(),
             r.spans_per_gateway_cpu_sec(),
+            r.spans_per_produce_path_cpu_sec(),
             r.p50.as_secs_f64() * 1e3,
             r.p99.as_secs_f64() * 1e3,
             r.errors,
-            cpu("gateway"),
-            cpu("kafka"),
-            cpu("s3"),
-            cpu("redis"),
+            r.cpu_of("gateway"),
+            r.cpu_of("archiver"),
+            r.cpu_of("kafka"),
+            r.cpu_of("s3"),
+            r.cpu_of("redis"),
             r.gateway_peak_rss_mib,
         );
     }
@@ -359,7 +373,27 @@ fn pid_of(data_dir: &Path, name: &str) -> Option<i32> {
 
 /// User + system CPU seconds of a process (and its reaped children), from `/proc/<pid>/stat`.
 fn cpu_seconds(pid: i32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds of the gateway's S3 archiver thread (found by its name).
+fn archiver_cpu_seconds(gateway_pid: i32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{gateway_pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end() == spindle_pipeline::gateway::ARCHIVER_THREAD)
+        })
+        .map(|task| stat_cpu_seconds(&task.path().join("stat").to_string_lossy()))
+        .sum()
+}
+
+/// utime + stime of a `/proc/…/stat` file, in seconds.
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return 0.0;
     };
     let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {

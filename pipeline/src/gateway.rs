@@ -38,6 +38,8 @@ use spindle_schemas::topics::SPANS_RAW;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+pub use archive::THREAD_NAME as ARCHIVER_THREAD;
+
 use archive::{ArchiveSettings, Archiver};
 pub use batch::partition_of;
 use delivery::Acks;
@@ -351,14 +353,15 @@ pub struct Bound {
     gateway: Gateway,
     http: tokio::net::TcpListener,
     grpc: tokio::net::TcpListener,
-    archiver_task: tokio::task::JoinHandle<()>,
+    /// Completes once the archiver wrote its last window.
+    archiver_done: tokio::sync::oneshot::Receiver<()>,
 }
 
 /// Binds the OTLP ports and starts the archiver.
 pub async fn bind(config: GatewayConfig, deps: Deps) -> std::io::Result<Bound> {
     let http = tokio::net::TcpListener::bind(config.http_listen).await?;
     let grpc = tokio::net::TcpListener::bind(config.grpc_listen).await?;
-    let (archiver, archiver_task) = Archiver::start(
+    let (archiver, archiver_done) = Archiver::start(
         deps.s3,
         ArchiveSettings {
             bucket: deps.bucket,
@@ -366,7 +369,7 @@ pub async fn bind(config: GatewayConfig, deps: Deps) -> std::io::Result<Bound> {
             max_bytes: config.group_commit_max_bytes,
             timeout: Duration::from_millis(config.s3_timeout_ms),
         },
-    );
+    )?;
     let permits = (config.max_inflight_bytes / KIB).clamp(1, Semaphore::MAX_PERMITS);
     let producer = Arc::new(deps.producer);
     let partitions = Arc::new(AtomicU32::new(0));
@@ -390,7 +393,7 @@ pub async fn bind(config: GatewayConfig, deps: Deps) -> std::io::Result<Bound> {
         gateway,
         http,
         grpc,
-        archiver_task,
+        archiver_done,
     })
 }
 
@@ -404,7 +407,7 @@ impl Bound {
             gateway,
             http,
             grpc,
-            archiver_task,
+            archiver_done,
         } = self;
         tracing::info!(%http_addr, %grpc_addr, "gateway listening");
         let grace = Duration::from_secs(gateway.config().shutdown_grace_secs);
@@ -452,7 +455,7 @@ impl Bound {
             }
         }
         drop(gateway);
-        let _ = archiver_task.await;
+        let _ = archiver_done.await;
         let _ = usage.await;
         let _ = partitions.await;
         if let Err(e) = limits.flush().await {
