@@ -115,6 +115,10 @@ enum BenchTarget {
         /// Spans per export request (an SDK batch).
         #[arg(long, default_value_t = 200)]
         spans_per_request: usize,
+        /// Span sizes to measure, in bytes (comma-separated); requests of larger spans hold
+        /// proportionally fewer of them.
+        #[arg(long, value_delimiter = ',', default_values_t = [1024, 10 * 1024])]
+        span_bytes: Vec<usize>,
     },
     /// End to end (gateway → processor → sink → ClickHouse) for 1 KB spans: sustained
     /// throughput, ack → queryable latency, CPU per component. Uses a fresh project and key.
@@ -322,6 +326,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                     seconds,
                     concurrency,
                     spans_per_request,
+                    span_bytes: sizes,
                 },
         } => {
             let key_file = stack::data_dir(&config)?.join("run/dev-ingest.key");
@@ -329,16 +334,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("no `{}`: run `spindle up` first", key_file.display()))?;
             let mut reports = Vec::new();
             for grpc in [false, true] {
-                for span_bytes in [1024, 10 * 1024] {
+                for &span_bytes in &sizes {
                     let run = crate::loadgen::Run {
                         grpc,
                         span_bytes,
                         // Keep requests near the same size: fewer spans when they are larger.
-                        spans_per_request: if span_bytes > 1024 {
-                            (spans_per_request / 10).max(1)
-                        } else {
-                            spans_per_request
-                        },
+                        spans_per_request: (spans_per_request * 1024 / span_bytes.max(1))
+                            .clamp(1, spans_per_request),
                         concurrency,
                         duration: std::time::Duration::from_secs(seconds),
                     };

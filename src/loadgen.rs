@@ -453,6 +453,34 @@ mod tests {
     }
 
     #[test]
+    fn the_archiver_thread_is_counted_apart_by_its_name() {
+        let pid = i32::try_from(std::process::id()).expect("pid fits");
+        let before = archiver_cpu_seconds(pid);
+        let busy = std::thread::Builder::new()
+            .name(spindle_pipeline::gateway::ARCHIVER_THREAD.into())
+            .spawn(|| {
+                // Burn 300 ms of CPU (30 clock ticks) in this thread.
+                let started = std::time::Instant::now();
+                let mut x = 0_u64;
+                while started.elapsed() < Duration::from_millis(300) {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+                // Measured while the thread still exists: /proc drops a thread once joined.
+                archiver_cpu_seconds(i32::try_from(std::process::id()).expect("pid fits"))
+            })
+            .expect("spawns");
+        let during = busy.join().expect("joins");
+        assert!(
+            during - before >= 0.1,
+            "the named thread's CPU is seen: {before} s before, {during} s during"
+        );
+        assert!(
+            during <= cpu_seconds(pid),
+            "a thread uses no more than its process"
+        );
+    }
+
+    #[test]
     fn spans_come_out_near_the_requested_size() {
         for size in [1024, 10 * 1024] {
             let requests = build_requests(size, 10, 2);
