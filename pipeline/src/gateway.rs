@@ -39,7 +39,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub use archive::THREAD_NAME as ARCHIVER_THREAD;
-
 use archive::{ArchiveSettings, Archiver};
 pub use batch::partition_of;
 use delivery::Acks;

@@ -55,15 +55,29 @@ impl Archiver {
     ) -> std::io::Result<(Self, oneshot::Receiver<()>)> {
         let (tx, rx) = mpsc::channel(4096);
         let (done, finished) = oneshot::channel();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        // The runtime is built on its thread (a runtime must not be dropped in an async
+        // context, as it would be here if the thread failed to start), which reports back.
+        let (started, start) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name(THREAD_NAME.into())
             .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(()));
                 runtime.block_on(run(s3, settings, rx));
                 let _ = done.send(());
             })?;
+        start.recv().map_err(|_| {
+            std::io::Error::other("the archiver's thread ended before it started")
+        })??;
         Ok((Self { tx }, finished))
     }
 
