@@ -96,7 +96,7 @@ async fn handle(
         Some(Ok(v)) => v.trim().to_ascii_lowercase(),
         Some(Err(_)) => String::from("(not ASCII)"),
     };
-    if !matches!(encoding.as_str(), "identity" | "gzip" | "zstd") {
+    if !super::http::is_supported_encoding(&encoding) {
         return Err(GatewayError::UnsupportedEncoding(encoding));
     }
     let limit = gateway.config().max_request_bytes;
@@ -108,7 +108,7 @@ async fn handle(
     metrics::counter!("spindle_gateway_bytes_total", "transport" => "grpc")
         .increment(bytes.len() as u64);
     let (body, _decompressed_permit) = if compressed {
-        if encoding == "identity" {
+        if matches!(encoding.as_str(), "" | "identity") {
             return Err(GatewayError::BadRequest(
                 "the message is flagged compressed, but the request has no `grpc-encoding`"
                     .to_owned(),

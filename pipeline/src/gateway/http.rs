@@ -76,12 +76,15 @@ async fn handle(
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    if !matches!(encoding.as_str(), "" | "identity" | "gzip" | "zstd") {
+    if !is_supported_encoding(&encoding) {
         return Err(GatewayError::UnsupportedEncoding(encoding));
     }
-    // With a length, room is reserved before the body is read, so a gateway at its in-flight
-    // limit sheds the request without buffering it. A chunked body is counted once read.
-    let declared = content_length(headers);
+    // With a length (`Content-Length`, which hyper has checked), room is reserved before the
+    // body is read, so a gateway at its in-flight limit sheds the request without buffering
+    // it. A chunked body is counted once read.
+    let declared = http_body::Body::size_hint(&body)
+        .exact()
+        .and_then(|len| usize::try_from(len).ok());
     let reserved = match declared {
         Some(len) if len > limit => Err(GatewayError::PayloadTooLarge {
             limit,
@@ -164,18 +167,6 @@ async fn discard(mut body: Body, limit: usize) {
     .await;
 }
 
-/// The body length the request declares, if it does. (hyper has already refused a malformed
-/// `Content-Length` with 400 before the request gets here.)
-fn content_length(headers: &HeaderMap) -> Option<usize> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 fn format_of(headers: &HeaderMap) -> Result<Format, GatewayError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -203,6 +194,12 @@ fn is_length_limit(error: &axum::Error) -> bool {
         source = e.source();
     }
     false
+}
+
+/// Whether a request's content encoding (lowercased; empty when absent) is one
+/// [`decompress`] reads: the same set over OTLP/HTTP and OTLP/gRPC.
+pub(crate) fn is_supported_encoding(encoding: &str) -> bool {
+    matches!(encoding, "" | "identity" | "gzip" | "zstd")
 }
 
 /// Decompresses with a hard cap on the output, so a small bomb cannot grow past `limit`.
