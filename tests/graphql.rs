@@ -552,6 +552,73 @@ async fn start_time_pages_reach_back_over_days() {
     );
 }
 
+/// Session and user lists sum a trace that crossed midnight whole, and place it by its real
+/// start: it is left out of a range that begins after it started (though one of its spans
+/// starts inside), and counted with both its spans in a range that ends before midnight.
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_and_users_sum_a_trace_that_crossed_midnight_whole() {
+    let config = support::stack();
+    let (p, key) = support::project_with_key(&config).await;
+    let day = 24 * 60 * MINUTE;
+    let now = now_ns();
+    let midnight = now - now.rem_euclid(day) - day;
+    let trace_id = uuid::Uuid::now_v7().simple().to_string();
+    let prefix = &trace_id[..14];
+    let owner = || vec![text("session.id", "night-shift"), text("user.id", "owl")];
+    // The root starts 10 s before midnight; its child starts 5 s after.
+    let span = |id: &str, parent: &str, start: i64| {
+        json!({"traceId": trace_id, "spanId": id, "parentSpanId": parent, "name": "turn",
+               "kind": 1, "startTimeUnixNano": start.to_string(),
+               "endTimeUnixNano": (start + 20_000_000_000_i64).to_string(),
+               "attributes": owner()})
+    };
+    let body = json!({"resourceSpans": [{
+        "resource": {"attributes": [text("service.name", "support-bot")]},
+        "scopeSpans": [{"spans": [
+            span(&format!("{prefix}01"), "", midnight - 10_000_000_000),
+            span(&format!("{prefix}02"), &format!("{prefix}01"), midnight + 5_000_000_000),
+        ]}]
+    }]});
+    ingest(&config, &key, &body).await;
+    wait_for_traces(&config, &key, &p, 1).await;
+
+    let lists = |range: Value| {
+        let (config, key, p) = (config.clone(), key.clone(), p.clone());
+        async move {
+            let answer = data(
+                gql(
+                    &config,
+                    Some(&key),
+                    "query($p: String!, $r: TimeRange) {
+                       sessions(projectId: $p, timeRange: $r) {
+                         nodes { id userId traceCount spanCount } }
+                       users(projectId: $p, timeRange: $r) {
+                         nodes { id traceCount sessionCount spanCount } } }",
+                    json!({"p": p, "r": range}),
+                )
+                .await,
+            );
+            (
+                answer["sessions"]["nodes"].clone(),
+                answer["users"]["nodes"].clone(),
+            )
+        }
+    };
+    let whole = (
+        json!([{"id": "night-shift", "userId": "owl", "traceCount": 1, "spanCount": 2}]),
+        json!([{"id": "owl", "traceCount": 1, "sessionCount": 1, "spanCount": 2}]),
+    );
+    // Ends before midnight: the row of the child, on the next day, is summed too.
+    let until_midnight = json!({"from": rfc3339(midnight - MINUTE),
+                                "to": rfc3339(midnight - 1_000_000_000)});
+    assert_eq!(lists(until_midnight).await, whole);
+    // Begins at midnight: the trace started before, so it is not listed at all.
+    let from_midnight = json!({"from": rfc3339(midnight), "to": rfc3339(now + MINUTE)});
+    assert_eq!(lists(from_midnight).await, (json!([]), json!([])));
+    let both_days = json!({"from": rfc3339(midnight - MINUTE), "to": rfc3339(now + MINUTE)});
+    assert_eq!(lists(both_days).await, whole);
+}
+
 /// A big trace pages through one tree: every span once, and the pages after the first read
 /// the tree the first page built, so a span that arrives in between does not shift them.
 #[tokio::test(flavor = "multi_thread")]

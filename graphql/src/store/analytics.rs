@@ -9,6 +9,12 @@ use crate::cursor::Cursor;
 use crate::error::ApiError;
 
 /// Per-trace rows of a project in a time range, the input of session and user lists.
+///
+/// A trace has a `traces` row per day its spans started on. The day before `from` and the day
+/// after `to` are read too (as the trace lists do), so a trace that crossed midnight is summed
+/// whole: one that started before `from` is left out by its real start instead of being
+/// counted from its second day, and one that started on `to`'s day and went on past midnight
+/// keeps the spans of its next day.
 fn per_trace(project_id: &str, from_ns: i64, to_ns: i64) -> Sql {
     let mut sql = Sql::default();
     sql.push_bound(
@@ -20,7 +26,8 @@ fn per_trace(project_id: &str, from_ns: i64, to_ns: i64) -> Sql {
              + reasoning_tokens) AS tokens, \
          sum(total_cost) AS cost \
          FROM traces WHERE project_id = ? \
-         AND day >= toDate(fromUnixTimestamp64Nano(?)) AND day <= toDate(fromUnixTimestamp64Nano(?)) \
+         AND day >= toDate(fromUnixTimestamp64Nano(?)) - 1 \
+         AND day <= toDate(fromUnixTimestamp64Nano(?)) + 1 \
          GROUP BY trace_id HAVING n_spans > 0 AND start_ns >= ? AND start_ns < ?",
         [s(project_id), i(from_ns), i(to_ns), i(from_ns), i(to_ns)],
     );
