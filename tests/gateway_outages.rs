@@ -35,11 +35,13 @@ fn request(spans: usize, padding: usize) -> Vec<u8> {
 }
 
 async fn post(stack: &PrivateStack, key: &str, body: Vec<u8>) -> (u16, Option<String>, String) {
+    post_to(&stack.config.gateway.http_listen.to_string(), key, body).await
+}
+
+/// An export to the gateway at `addr`: its status, Retry-After and body.
+async fn post_to(addr: &str, key: &str, body: Vec<u8>) -> (u16, Option<String>, String) {
     let response = reqwest::Client::new()
-        .post(format!(
-            "http://{}/v1/traces",
-            stack.config.gateway.http_listen
-        ))
+        .post(format!("http://{addr}/v1/traces"))
         .header("content-type", "application/x-protobuf")
         .header("x-api-key", key)
         .body(body)
@@ -58,9 +60,14 @@ async fn post(stack: &PrivateStack, key: &str, body: Vec<u8>) -> (u16, Option<St
 }
 
 async fn until_accepted(stack: &PrivateStack, key: &str) -> Duration {
+    until_accepted_at(&stack.config.gateway.http_listen.to_string(), key).await
+}
+
+/// Exports every 250 ms until the gateway at `addr` accepts one; fails after 60 s.
+async fn until_accepted_at(addr: &str, key: &str) -> Duration {
     let started = Instant::now();
     loop {
-        let (status, _, body) = post(stack, key, request(3, 10)).await;
+        let (status, _, body) = post_to(addr, key, request(3, 10)).await;
         if status == 200 {
             return started.elapsed();
         }
@@ -161,6 +168,93 @@ async fn broker_then_archive_outage_is_503_and_recovers_by_itself() {
     stack.must(&["up"]);
     let took = until_accepted(&stack, &key).await;
     eprintln!("recovered from the archive outage {took:?} after S3 returned");
+}
+
+/// A gateway process of its own, killed when dropped.
+struct Gateway(std::process::Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `/readyz` of the health server at `addr`: its status and JSON report.
+async fn readiness(addr: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::get(format!("http://{addr}/readyz"))
+        .await
+        .expect("the health server answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON report"))
+}
+
+/// Pods restart in any order: a gateway that starts while the broker is down serves at once,
+/// answers 503 with Retry-After and acknowledges nothing, says it is not ready because of
+/// Kafka, and accepts once the broker is back, without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_started_with_the_broker_down_recovers_by_itself() {
+    let stack = PrivateStack::new();
+    stack.must(&["up"]);
+    let key = stack.dev_key();
+    stack.kill9("kafka");
+
+    // A second gateway of this stack, on ports of its own, started after the broker died.
+    let ports = support::free_ports(3);
+    let http = format!("127.0.0.1:{}", ports[0]);
+    let health = format!("127.0.0.1:{}", ports[2]);
+    let _gateway = Gateway(
+        support::spindle()
+            .arg("gateway")
+            .envs(stack.env.iter().map(|(k, v)| (k, v)))
+            .env("SPINDLE__GATEWAY__HTTP_LISTEN", &http)
+            .env(
+                "SPINDLE__GATEWAY__GRPC_LISTEN",
+                format!("127.0.0.1:{}", ports[1]),
+            )
+            .env("SPINDLE__GATEWAY__HEALTH_LISTEN", &health)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the gateway starts"),
+    );
+    let started = Instant::now();
+    while reqwest::get(format!("http://{http}/")).await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the gateway did not start serving without its broker"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let (status, retry, body) = post_to(&http, &key, request(3, 10)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert!(
+        body.contains("kafka is unavailable, nothing was accepted"),
+        "{body}"
+    );
+    assert!(
+        body.contains("the partitions of `spans.raw` are not known yet"),
+        "{body}"
+    );
+    let (status, report) = readiness(&health).await;
+    assert_eq!(status, 503, "{report}");
+    let kafka = report["dependencies"]
+        .as_array()
+        .expect("dependencies")
+        .iter()
+        .find(|d| d["name"] == "kafka")
+        .cloned()
+        .expect("kafka is checked");
+    assert_eq!(kafka["ok"], false, "{report}");
+
+    // `up` brings the broker back; this gateway is never restarted.
+    stack.must(&["up"]);
+    let took = until_accepted_at(&http, &key).await;
+    eprintln!("accepted {took:?} after the broker returned");
+    let (status, report) = readiness(&health).await;
+    assert_eq!(status, 200, "{report}");
 }
 
 /// Sends an export's headers declaring `length` bytes and no body; returns what the gateway
