@@ -191,12 +191,17 @@ async fn readiness(addr: &str) -> (u16, serde_json::Value) {
 
 /// Pods restart in any order: a gateway that starts while the broker is down serves at once,
 /// answers 503 with Retry-After and acknowledges nothing, says it is not ready because of
-/// Kafka, and accepts once the broker is back, without a restart.
+/// Kafka, and accepts once the broker is back, without a restart. A request answered 503
+/// spends none of the project's rate: its retry is not refused with 429.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_gateway_started_with_the_broker_down_recovers_by_itself() {
-    let stack = PrivateStack::new();
+async fn a_gateway_started_with_the_broker_down_recovers_and_its_503s_cost_no_rate() {
+    let stack = PrivateStack::with(&[("SPINDLE__GATEWAY__PRODUCE_TIMEOUT_MS", "2000")]);
     stack.must(&["up"]);
     let key = stack.dev_key();
+    // 10 spans per second: one request of 100 spans leaves a debt of 9 s.
+    spindle::platform_admin::set_entitlements(&stack.config, "default", "default", 10, 0)
+        .await
+        .expect("entitlements set");
     stack.kill9("kafka");
 
     // A second gateway of this stack, on ports of its own, started after the broker died.
@@ -227,17 +232,19 @@ async fn a_gateway_started_with_the_broker_down_recovers_by_itself() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let (status, retry, body) = post_to(&http, &key, request(3, 10)).await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(retry.as_deref(), Some("1"));
-    assert!(
-        body.contains("kafka is unavailable, nothing was accepted"),
-        "{body}"
-    );
-    assert!(
-        body.contains("the partitions of `spans.raw` are not known yet"),
-        "{body}"
-    );
+    for _ in 0..2 {
+        let (status, retry, body) = post_to(&http, &key, request(100, 10)).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert!(
+            body.contains("kafka is unavailable, nothing was accepted"),
+            "{body}"
+        );
+        assert!(
+            body.contains("the partitions of `spans.raw` are not known yet"),
+            "{body}"
+        );
+    }
     let (status, report) = readiness(&health).await;
     assert_eq!(status, 503, "{report}");
     let kafka = report["dependencies"]
@@ -255,6 +262,18 @@ async fn a_gateway_started_with_the_broker_down_recovers_by_itself() {
     eprintln!("accepted {took:?} after the broker returned");
     let (status, report) = readiness(&health).await;
     assert_eq!(status, 200, "{report}");
+
+    // The broker dies under the running gateway: each request is admitted, then times out
+    // waiting for its acknowledgement, and its spans are given back to the rate.
+    stack.kill9("kafka");
+    for _ in 0..2 {
+        let (status, _, body) = post_to(&http, &key, request(100, 10)).await;
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            body.contains("no acknowledgement from the brokers within 2000 ms"),
+            "{body}"
+        );
+    }
 }
 
 /// Sends an export's headers declaring `length` bytes and no body; returns what the gateway

@@ -222,11 +222,6 @@ impl Gateway {
             return Ok(accepted);
         }
         let project = &principal.project_id;
-        self.inner
-            .limits
-            .admit(project, verdict.accepted_spans)
-            .await
-            .map_err(GatewayError::Limit)?;
         let partitions = match self.inner.partitions.load(Ordering::Relaxed) {
             0 => {
                 return Err(GatewayError::Unavailable {
@@ -239,14 +234,57 @@ impl Gateway {
             }
             n => n,
         };
+        self.inner
+            .limits
+            .admit(project, verdict.accepted_spans)
+            .await
+            .map_err(GatewayError::Limit)?;
+        let committed = self
+            .commit(
+                principal,
+                transport,
+                &body,
+                &resources,
+                // Spans are checked again only when some were rejected.
+                verdict.rejected_spans == 0,
+                received_at,
+                partitions,
+            )
+            .await;
+        match committed {
+            Ok(()) => {
+                self.inner.limits.record(project, verdict.accepted_spans);
+                metrics::counter!("spindle_gateway_spans_total", "outcome" => "accepted", "reason" => "")
+                    .increment(verdict.accepted_spans);
+                Ok(accepted)
+            }
+            Err(e) => {
+                // Nothing was accepted: the client will send these spans again, and is charged
+                // for them then.
+                self.inner.limits.refund(project, verdict.accepted_spans);
+                Err(e)
+            }
+        }
+    }
 
-        // Spans are checked again only when some were rejected.
-        let all_valid = verdict.rejected_spans == 0;
+    /// Archives the admitted request and produces its kept spans; `Ok` once both are durable.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &self,
+        principal: &Principal,
+        transport: Transport,
+        body: &Bytes,
+        resources: &[wire::ResourceView<'_>],
+        all_valid: bool,
+        received_at: u64,
+        partitions: u32,
+    ) -> Result<(), GatewayError> {
+        let project = &principal.project_id;
         let keep = |span: &wire::SpanView<'_>| all_valid || validate::is_valid(span, received_at);
         let archived = if all_valid {
             body.clone()
         } else {
-            Bytes::from(wire::filtered_request(&resources, keep))
+            Bytes::from(wire::filtered_request(resources, keep))
         };
         let started = Instant::now();
         let pointer = self
@@ -268,7 +306,7 @@ impl Gateway {
         let deadline = tokio::time::Instant::now()
             + Duration::from_millis(self.inner.config.produce_timeout_ms);
         let mut records = batch::Records::new(
-            &resources,
+            resources,
             keep,
             &principal.workspace_id,
             project,
@@ -296,11 +334,7 @@ impl Gateway {
         acknowledged.map_err(|reason| GatewayError::Unavailable {
             what: "kafka",
             reason,
-        })?;
-        self.inner.limits.record(project, verdict.accepted_spans);
-        metrics::counter!("spindle_gateway_spans_total", "outcome" => "accepted", "reason" => "")
-            .increment(verdict.accepted_spans);
-        Ok(accepted)
+        })
     }
 
     /// Hands one record to the producer, which copies it; while its queue is full, retries

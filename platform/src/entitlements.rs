@@ -85,9 +85,36 @@ impl Limits {
     }
 
     /// Checks that `spans` more spans may enter now. Does not record them.
+    ///
+    /// The rate's tokens are taken here: a caller that then fails to accept the spans gives
+    /// them back with [`Limits::refund`].
     pub async fn admit(&self, project_id: &str, spans: u64) -> Result<(), LimitError> {
         let entitlements = self.entitlements(project_id).await?;
         self.take_tokens(project_id, spans, entitlements.spans_per_second)?;
+        if let Err(e) = self.check_quota(project_id, spans, entitlements).await {
+            self.refund(project_id, spans);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Gives back the rate tokens [`Limits::admit`] took for `spans` that were not accepted
+    /// after all (refused over the quota, or answered 503 later), so a client retrying them is
+    /// charged once. The bucket's cap applies again at its next refill.
+    pub fn refund(&self, project_id: &str, spans: u64) {
+        let mut buckets = self.buckets.lock().expect("bucket lock is never poisoned");
+        if let Some(bucket) = buckets.get_mut(project_id) {
+            give_back(bucket, spans);
+        }
+    }
+
+    /// Checks `spans` more against the project's monthly quota, if it has one.
+    async fn check_quota(
+        &self,
+        project_id: &str,
+        spans: u64,
+        entitlements: Entitlements,
+    ) -> Result<(), LimitError> {
         if entitlements.monthly_span_quota > 0 {
             let now = OffsetDateTime::now_utc();
             let used: Option<u64> = self
@@ -215,6 +242,11 @@ fn take(bucket: &mut Bucket, spans: u64, rate: u64, now: Instant) -> Result<(), 
     Ok(())
 }
 
+/// Returns `spans` tokens to the bucket; [`take`]'s next refill caps it at the rate again.
+fn give_back(bucket: &mut Bucket, spans: u64) {
+    bucket.tokens += spans as f64;
+}
+
 /// The month `now` falls in as `yyyymm` (UTC), as usage counters are keyed
 /// ([`crate::keys::monthly_usage`]).
 pub fn yyyymm(now: OffsetDateTime) -> u32 {
@@ -252,6 +284,34 @@ mod tests {
         let later = start + Duration::from_millis(500);
         assert_eq!(take(&mut bucket, 300, 100, later), Ok(()));
         assert_eq!(take(&mut bucket, 1, 100, later), Err(3));
+    }
+
+    #[test]
+    fn a_refund_restores_what_was_taken() {
+        let start = Instant::now();
+        let mut bucket = Bucket {
+            tokens: 10.0,
+            at: start,
+        };
+        assert_eq!(take(&mut bucket, 100, 10, start), Ok(()));
+        assert_eq!(
+            take(&mut bucket, 1, 10, start),
+            Err(9),
+            "a debt of 90 spans"
+        );
+        give_back(&mut bucket, 100);
+        assert_eq!(
+            take(&mut bucket, 10, 10, start),
+            Ok(()),
+            "the full burst is back"
+        );
+        // The cap holds at the next refill, however much was given back.
+        give_back(&mut bucket, 1000);
+        assert_eq!(
+            take(&mut bucket, 0, 10, start + Duration::from_secs(1)),
+            Ok(())
+        );
+        assert!(bucket.tokens <= 10.0, "{}", bucket.tokens);
     }
 
     #[test]
