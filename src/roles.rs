@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::FutureProducer;
+use spindle_pipeline::produce::{Deliveries, Producer};
 use tokio_util::sync::CancellationToken;
 
 use crate::clients::{self, Dependency, Probes};
@@ -178,7 +178,7 @@ pub async fn sink(config: &Config) -> anyhow::Result<()> {
         spindle_schemas::topics::SPANS_ENRICHED.name,
         &shutdown,
     )?;
-    let dlq = durable_producer(config)?;
+    let dlq = Arc::new(durable_producer(config)?);
     let clickhouse =
         clients::clickhouse(&config.clickhouse).with_database(&config.clickhouse.database);
     let health = serve_health(
@@ -220,14 +220,14 @@ pub async fn sink(config: &Config) -> anyhow::Result<()> {
 /// messages (see the gateway's `producer_settings` for why). Its callers enqueue a whole batch
 /// at once and then wait for it, so a short linger already sends each batch in one request;
 /// a longer one would only add to the time from acknowledgement to a live event.
-fn durable_producer(config: &Config) -> anyhow::Result<FutureProducer> {
+fn durable_producer(config: &Config) -> anyhow::Result<Producer> {
     clients::kafka_config(&config.kafka)
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("compression.type", "lz4")
         .set("linger.ms", "5")
         .set("message.timeout.ms", "0")
-        .create()
+        .create_with_context(Deliveries)
         .context("cannot create the Kafka producer")
 }
 
@@ -238,8 +238,8 @@ pub async fn gateway_deps(config: &Config) -> anyhow::Result<spindle_pipeline::g
     for (key, value) in spindle_pipeline::gateway::producer_settings(settings) {
         producer.set(key, value);
     }
-    let producer: spindle_pipeline::gateway::Producer = producer
-        .create_with_context(spindle_pipeline::gateway::Deliveries)
+    let producer: Producer = producer
+        .create_with_context(Deliveries)
         .context("cannot create the Kafka producer")?;
     let redis = redis_manager(config).await?;
     let ttl = Duration::from_millis(settings.auth_cache_ttl_ms);

@@ -14,7 +14,6 @@
 
 mod archive;
 pub(crate) mod batch;
-mod delivery;
 mod error;
 mod grpc;
 mod http;
@@ -28,8 +27,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::BaseRecord;
 use serde::Deserialize;
 use spindle_platform::api_keys::{Principal, Resolver};
 use spindle_platform::entitlements::Limits;
@@ -38,11 +35,11 @@ use spindle_schemas::topics::SPANS_RAW;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::produce::{Acks, Record};
+pub use crate::produce::{Deliveries, Producer};
 pub use archive::THREAD_NAME as ARCHIVER_THREAD;
 use archive::{ArchiveSettings, Archiver};
 pub use batch::partition_of;
-use delivery::Acks;
-pub use delivery::{Deliveries, Producer};
 pub use error::GatewayError;
 
 /// Settings of `spindle gateway` (section `[gateway]`).
@@ -170,9 +167,6 @@ const KIB: usize = 1024;
 /// HTTP/2 flow-control windows for OTLP/gRPC (see `Bound::serve`).
 const GRPC_STREAM_WINDOW: u32 = 1 << 20;
 const GRPC_CONNECTION_WINDOW: u32 = 2 << 20;
-
-/// How long to wait before enqueueing again when the producer's queue is full.
-const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(100);
 
 impl Gateway {
     /// Resolves the presented key; it must carry the `ingest` scope.
@@ -346,32 +340,20 @@ impl Gateway {
         acks: &Arc<Acks>,
         deadline: tokio::time::Instant,
     ) -> Result<(), GatewayError> {
-        loop {
-            acks.expect_one();
-            let record = BaseRecord::with_opaque_to(SPANS_RAW.name, acks.clone())
-                .key(key)
-                .payload(payload);
-            let Err((error, _)) = self.inner.producer.send(record) else {
-                return Ok(());
-            };
-            acks.refused_one();
-            match error {
-                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
-                    if tokio::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep_until(
-                        deadline.min(tokio::time::Instant::now() + QUEUE_FULL_BACKOFF),
-                    )
-                    .await;
-                }
-                e => {
-                    return Err(GatewayError::Unavailable {
-                        what: "kafka",
-                        reason: e.to_string(),
-                    });
-                }
-            }
-        }
+        let record = Record {
+            topic: SPANS_RAW.name,
+            key: key.as_bytes(),
+            payload,
+            headers: None,
+        };
+        self.inner
+            .producer
+            .enqueue(&record, acks, deadline)
+            .await
+            .map_err(|e| GatewayError::Unavailable {
+                what: "kafka",
+                reason: e.to_string(),
+            })
     }
 
     fn config(&self) -> &GatewayConfig {

@@ -12,5 +12,6 @@ pub mod gateway;
 pub mod group;
 mod offsets;
 pub mod processor;
+pub mod produce;
 pub mod replay;
 pub mod sink;

@@ -21,7 +21,6 @@ use prost::Message as _;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use redis::aio::ConnectionManager;
 use serde::Deserialize;
 use spindle_platform::price_overrides::PriceOverrides;
@@ -33,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::completion::{self, OpenTrace};
 use super::normalize::{NormalizeConfig, normalize_with};
+use crate::produce::Producer;
 
 /// Settings of `spindle processor` (section `[processor]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -135,7 +135,7 @@ fn enrich(
 pub async fn run(
     config: ProcessorConfig,
     consumer: Arc<StreamConsumer>,
-    producer: FutureProducer,
+    producer: Producer,
     mut redis: ConnectionManager,
     prices: Prices<'_>,
     shutdown: CancellationToken,
@@ -231,7 +231,7 @@ type Seen = Vec<(i32, String, Vec<String>, bool)>;
 
 async fn produce_batch(
     batch: &[OwnedMessage],
-    producer: &FutureProducer,
+    producer: &Producer,
     prices: &Prices<'_>,
     normalize: &NormalizeConfig,
     timeout: Duration,
@@ -379,7 +379,7 @@ async fn track(redis: &mut ConnectionManager, seen: &Seen) -> Result<(), String>
 async fn complete_due(
     config: &ProcessorConfig,
     consumer: &StreamConsumer,
-    producer: &FutureProducer,
+    producer: &Producer,
     redis: &mut ConnectionManager,
     timeout: Duration,
 ) -> Result<(), String> {
@@ -450,22 +450,16 @@ fn now_nanos() -> u64 {
 }
 
 async fn send(
-    producer: &FutureProducer,
+    producer: &Producer,
     topic: &'static str,
     key: Vec<u8>,
     payload: Vec<u8>,
     headers: Option<OwnedHeaders>,
     timeout: Duration,
 ) -> Result<(), String> {
-    let mut record = FutureRecord::to(topic).key(&key).payload(&payload);
-    if let Some(headers) = headers {
-        record = record.headers(headers);
-    }
     producer
-        .send(record, timeout)
+        .send(topic, &key, &payload, headers.as_ref(), timeout)
         .await
-        .map(|_| ())
-        .map_err(|(e, _)| format!("produce to `{topic}` failed: {e}"))
 }
 
 #[cfg(test)]

@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use prost::Message as _;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use spindle_schemas::topics::TRACES_EVENTS;
 use spindle_schemas::trace_events::{TRACE_EVENT_VERSION, TraceEvent, TraceEventKind};
 use tokio_util::sync::CancellationToken;
+
+use crate::produce::Producer;
 
 /// How often waiting traces are checked, and when one is given up on.
 #[derive(Debug, Clone, Copy)]
@@ -28,7 +29,7 @@ pub struct Timing {
 /// Consumes `traces.events` (subscribed, auto-commit off) until `shutdown` is cancelled.
 pub async fn run(
     consumer: Arc<StreamConsumer>,
-    producer: FutureProducer,
+    producer: Arc<Producer>,
     clickhouse: clickhouse::Client,
     timing: Timing,
     retention_days: u16,
@@ -171,7 +172,7 @@ struct LifecycleRow<'a> {
 /// `trace.persisted` events (produced together); returns the slots fully answered. A slot not
 /// returned is answered again on the next check.
 async fn answer(
-    producer: &FutureProducer,
+    producer: &Producer,
     clickhouse: &clickhouse::Client,
     retention_days: u16,
     ready: &[((i32, i64), &TraceEvent)],
@@ -214,15 +215,16 @@ async fn answer(
         let payload = event.encode_to_vec();
         match producer
             .send(
-                FutureRecord::to(TRACES_EVENTS.name)
-                    .key(&key)
-                    .payload(&payload),
+                TRACES_EVENTS.name,
+                key.as_bytes(),
+                &payload,
+                None,
                 Duration::from_secs(10),
             )
             .await
         {
-            Ok(_) => Some(*slot),
-            Err((e, _)) => {
+            Ok(()) => Some(*slot),
+            Err(e) => {
                 tracing::warn!(error = %e, trace = %key, "cannot emit `trace.persisted`; retrying");
                 None
             }

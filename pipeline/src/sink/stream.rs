@@ -17,13 +17,13 @@ use prost::Message as _;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use spindle_schemas::canonical::{ENRICHED_SPAN_VERSION, EnrichedSpan};
 use spindle_schemas::topics::SPANS_DLQ;
 use tokio_util::sync::CancellationToken;
 
 use super::store::{StoreSettings, write};
+use crate::produce::Producer;
 
 /// Settings of `spindle sink` (section `[sink]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -59,7 +59,7 @@ pub enum SinkError {
 pub async fn run(
     config: SinkConfig,
     consumer: Arc<StreamConsumer>,
-    dlq: FutureProducer,
+    dlq: Arc<Producer>,
     clickhouse: clickhouse::Client,
     shutdown: CancellationToken,
 ) -> Result<(), SinkError> {
@@ -81,7 +81,7 @@ pub async fn run(
 async fn store_batch(
     config: &SinkConfig,
     batch: &[OwnedMessage],
-    dlq: &FutureProducer,
+    dlq: &Producer,
     clickhouse: &clickhouse::Client,
     shutdown: &CancellationToken,
 ) -> bool {
@@ -148,7 +148,7 @@ async fn store_one_by_one(
     spans: &[EnrichedSpan],
     sources: &[&OwnedMessage],
     token: &str,
-    dlq: &FutureProducer,
+    dlq: &Producer,
     clickhouse: &clickhouse::Client,
     shutdown: &CancellationToken,
 ) -> bool {
@@ -207,7 +207,7 @@ fn decode(payload: &[u8]) -> Result<EnrichedSpan, String> {
 
 /// Produces a record to `spans.dlq` with the reason, retrying until the broker takes it.
 async fn dead_letter(
-    producer: &FutureProducer,
+    producer: &Producer,
     message: &OwnedMessage,
     reason: &str,
     shutdown: &CancellationToken,
@@ -230,13 +230,18 @@ async fn dead_letter(
                 key: "spindle.source",
                 value: Some(source.as_str()),
             });
-        let record = FutureRecord::to(SPANS_DLQ.name)
-            .key(message.key().unwrap_or_default())
-            .payload(message.payload().unwrap_or_default())
-            .headers(headers);
-        match producer.send(record, Duration::from_secs(10)).await {
-            Ok(_) => return true,
-            Err((e, _)) => {
+        let sent = producer
+            .send(
+                SPANS_DLQ.name,
+                message.key().unwrap_or_default(),
+                message.payload().unwrap_or_default(),
+                Some(&headers),
+                Duration::from_secs(10),
+            )
+            .await;
+        match sent {
+            Ok(()) => return true,
+            Err(e) => {
                 tracing::warn!(error = %e, "cannot write to `spans.dlq`; retrying");
                 tokio::select! {
                     () = shutdown.cancelled() => return false,

@@ -1,9 +1,11 @@
-//! Waiting for a request's records to be acknowledged by the brokers.
+//! The producer of the long-running roles (gateway, processor, sink), and waiting for records
+//! to be acknowledged by the brokers.
 //!
-//! Every record of a request carries the same [`Acks`] as its delivery opaque; the producer's
-//! polling thread counts each delivery down and wakes the request once, when its last record
-//! is acknowledged. (rdkafka's `FutureProducer` allocates a oneshot channel per record and
-//! wakes the awaiting task per record.)
+//! Every record of a request (or of one [`Producer::send`]) carries the same [`Acks`] as its
+//! delivery opaque; the producer's polling thread counts each delivery down and wakes the
+//! waiter once, when its last record is acknowledged. It replaces rdkafka's `FutureProducer`,
+//! whose polling thread spins (see [`POLL_PERIOD`]) and which allocates a oneshot channel and
+//! wakes a task per record.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,19 +16,26 @@ use rdkafka::ClientContext;
 use rdkafka::client::Client;
 use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
 use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::Notify;
 
 /// How long one `poll` call of the delivery thread lasts.
 ///
 /// rdkafka's `poll(timeout)` loops until its deadline, handing librdkafka the time left in
 /// whole milliseconds; in the last millisecond that is 0, a non-blocking poll, so every call
-/// ends in up to a millisecond of spinning. rdkafka's `ThreadedProducer` polls for 100 ms at a
-/// time, which spun 1 % of a core even when idle (5 ms of the gateway's CPU every second under
-/// the bench). Polling for 500 ms keeps that under 0.2 %; stopping waits at most this long.
+/// ends in up to a millisecond of spinning. rdkafka's `ThreadedProducer` (under its
+/// `FutureProducer`) polls for 100 ms at a time, which spun 1 % of a core even when idle (5 ms
+/// of the gateway's CPU every second under the bench; most of an idle processor's or sink's
+/// CPU). Polling for 500 ms keeps that under 0.2 %; stopping waits at most this long.
 const POLL_PERIOD: Duration = Duration::from_millis(500);
 
-/// The gateway's producer: a `BaseProducer` with a thread of its own serving delivery reports.
+/// How long to wait before enqueueing again when the producer's queue is full.
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A `BaseProducer` with a thread of its own serving delivery reports; create it with the
+/// [`Deliveries`] context.
 pub struct Producer {
     producer: Arc<BaseProducer<Deliveries>>,
     stop: Arc<AtomicBool>,
@@ -57,14 +66,74 @@ impl FromClientConfigAndContext<Deliveries> for Producer {
     }
 }
 
-/// A `spans.raw` record: key, payload and its request's [`Acks`].
-pub(crate) type Record<'a> = BaseRecord<'a, str, [u8], Arc<Acks>>;
+/// One record to enqueue: where, what, and the [`Acks`] it is counted in.
+pub(crate) struct Record<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) key: &'a [u8],
+    pub(crate) payload: &'a [u8],
+    pub(crate) headers: Option<&'a OwnedHeaders>,
+}
 
 impl Producer {
-    /// Enqueues a record; a refused record comes back with the error (see `BaseProducer::send`).
-    #[allow(clippy::result_large_err)]
-    pub(crate) fn send<'a>(&self, record: Record<'a>) -> Result<(), (KafkaError, Record<'a>)> {
-        self.producer.send(record)
+    /// Hands one record to librdkafka (which copies it) as one more of `acks`; while the
+    /// producer's queue is full, retries until `deadline`. On `Err` the record is not counted.
+    pub(crate) async fn enqueue(
+        &self,
+        record: &Record<'_>,
+        acks: &Arc<Acks>,
+        deadline: tokio::time::Instant,
+    ) -> KafkaResult<()> {
+        loop {
+            acks.expect_one();
+            let mut base = BaseRecord::with_opaque_to(record.topic, acks.clone())
+                .key(record.key)
+                .payload(record.payload);
+            if let Some(headers) = record.headers {
+                base = base.headers(headers.clone());
+            }
+            let Err((error, _)) = self.producer.send(base) else {
+                return Ok(());
+            };
+            acks.refused_one();
+            match error {
+                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep_until(
+                        deadline.min(tokio::time::Instant::now() + QUEUE_FULL_BACKOFF),
+                    )
+                    .await;
+                }
+                e => return Err(e),
+            }
+        }
+    }
+
+    /// Produces one record and waits until the brokers acknowledged it; `queue_timeout` bounds
+    /// the wait for room in a full queue (as rdkafka's `FutureProducer::send`'s does). The
+    /// error says which topic failed and why.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        headers: Option<&OwnedHeaders>,
+        queue_timeout: Duration,
+    ) -> Result<(), String> {
+        let acks = Acks::new();
+        let record = Record {
+            topic,
+            key,
+            payload,
+            headers,
+        };
+        let deadline = tokio::time::Instant::now() + queue_timeout;
+        self.enqueue(&record, &acks, deadline)
+            .await
+            .map_err(|e| format!("produce to `{topic}` failed: {e}"))?;
+        acks.settled()
+            .await
+            .map_err(|e| format!("produce to `{topic}` failed: {e}"))
     }
 
     pub fn client(&self) -> &Client<Deliveries> {
