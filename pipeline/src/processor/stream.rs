@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::completion::{self, OpenTrace};
 use super::normalize::{NormalizeConfig, normalize_with};
-use crate::produce::Producer;
+use crate::produce::{Acks, Producer, Record};
 
 /// Settings of `spindle processor` (section `[processor]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -258,7 +258,9 @@ async fn produce_batch(
         }
     }
     let mut seen = Vec::new();
-    let mut sends = Vec::new();
+    // Every record of the batch counts down one `Acks`: one wake when the last is acknowledged.
+    let acks = Acks::new();
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut spans = 0_u64;
     let mut poison = 0_u64;
     for (message, decoded) in batch.iter().zip(&decoded) {
@@ -278,14 +280,13 @@ async fn produce_batch(
                     seen.push((message.partition(), key, span_ids, root_seen));
                 }
                 for (key, payload) in records {
-                    sends.push(send(
-                        producer,
-                        SPANS_ENRICHED.name,
-                        key.into_bytes(),
-                        payload,
-                        None,
-                        timeout,
-                    ));
+                    let record = Record {
+                        topic: SPANS_ENRICHED.name,
+                        key: key.as_bytes(),
+                        payload: &payload,
+                        headers: None,
+                    };
+                    enqueue(producer, &record, &acks, deadline).await?;
                 }
             }
             Outcome::Poison(reason) => {
@@ -305,23 +306,20 @@ async fn produce_batch(
                             message.offset()
                         )),
                     });
-                sends.push(send(
-                    producer,
-                    SPANS_DLQ.name,
-                    message.key().unwrap_or_default().to_vec(),
-                    message.payload().unwrap_or_default().to_vec(),
-                    Some(headers),
-                    timeout,
-                ));
+                let record = Record {
+                    topic: SPANS_DLQ.name,
+                    key: message.key().unwrap_or_default(),
+                    payload: message.payload().unwrap_or_default(),
+                    headers: Some(&headers),
+                };
+                enqueue(producer, &record, &acks, deadline).await?;
             }
         }
     }
-    let results = tokio::time::timeout(timeout, futures::future::join_all(sends))
+    tokio::time::timeout_at(deadline, acks.settled())
         .await
-        .map_err(|_| format!("no acknowledgement within {} ms", timeout.as_millis()))?;
-    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
-        return Err(e);
-    }
+        .map_err(|_| format!("no acknowledgement within {} ms", timeout.as_millis()))?
+        .map_err(|e| format!("a record of the batch was not acknowledged: {e}"))?;
     metrics::counter!("spindle_processor_spans_total").increment(spans);
     metrics::counter!("spindle_processor_dead_letters_total").increment(poison);
     Ok(seen)
@@ -447,6 +445,19 @@ async fn complete_due(
 
 fn now_nanos() -> u64 {
     u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(0)
+}
+
+/// Enqueues one record of a batch; the error names the topic.
+async fn enqueue(
+    producer: &Producer,
+    record: &Record<'_>,
+    acks: &Arc<Acks>,
+    deadline: tokio::time::Instant,
+) -> Result<(), String> {
+    producer
+        .enqueue(record, acks, deadline)
+        .await
+        .map_err(|e| format!("produce to `{}` failed: {e}", record.topic))
 }
 
 async fn send(
