@@ -35,8 +35,7 @@ use spindle_schemas::topics::SPANS_RAW;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::produce::{Acks, Record};
-pub use crate::produce::{Deliveries, Producer};
+use crate::produce::{Acks, Producer, Record};
 pub use archive::THREAD_NAME as ARCHIVER_THREAD;
 use archive::{ArchiveSettings, Archiver};
 pub use batch::partition_of;
@@ -102,7 +101,7 @@ impl Transport {
 /// The connections the gateway writes through.
 pub struct Deps {
     /// Must be configured with `acks=all` and idempotence (see `producer_settings`), and
-    /// created with the [`Deliveries`] context.
+    /// created with the [`Deliveries`](crate::produce::Deliveries) context.
     pub producer: Producer,
     pub s3: aws_sdk_s3::Client,
     pub bucket: String,
@@ -233,18 +232,68 @@ impl Gateway {
             .admit(project, verdict.accepted_spans)
             .await
             .map_err(GatewayError::Limit)?;
-        let committed = self
-            .commit(
-                principal,
-                transport,
-                &body,
+        // Spans are checked again only when some were rejected.
+        let all_valid = verdict.rejected_spans == 0;
+        // Archive, then produce: `Ok` once both are durable.
+        let committed: Result<(), GatewayError> = async {
+            let keep =
+                |span: &wire::SpanView<'_>| all_valid || validate::is_valid(span, received_at);
+            let archived = if all_valid {
+                body.clone()
+            } else {
+                Bytes::from(wire::filtered_request(&resources, keep))
+            };
+            let started = Instant::now();
+            let pointer = self
+                .inner
+                .archiver
+                .archive(
+                    &principal.workspace_id,
+                    project,
+                    transport.as_str(),
+                    received_at,
+                    archived,
+                )
+                .await
+                .map_err(|reason| GatewayError::Unavailable { what: "s3", reason })?;
+            metrics::histogram!("spindle_gateway_archive_seconds")
+                .record(started.elapsed().as_secs_f64());
+
+            let started = Instant::now();
+            let deadline = tokio::time::Instant::now()
+                + Duration::from_millis(self.inner.config.produce_timeout_ms);
+            let mut records = batch::Records::new(
                 &resources,
-                // Spans are checked again only when some were rejected.
-                verdict.rejected_spans == 0,
+                keep,
+                &principal.workspace_id,
+                project,
                 received_at,
+                &pointer,
                 partitions,
-            )
-            .await;
+            );
+            // One buffer for every record: librdkafka copies each payload when it is enqueued.
+            let mut payload = Vec::new();
+            let acks = Acks::new();
+            while let Some(key) = records.next_into(&mut payload) {
+                self.enqueue(&key, &payload, &acks, deadline).await?;
+            }
+            let acknowledged = tokio::time::timeout_at(deadline, acks.settled())
+                .await
+                .map_err(|_| GatewayError::Unavailable {
+                    what: "kafka",
+                    reason: format!(
+                        "no acknowledgement from the brokers within {} ms",
+                        self.inner.config.produce_timeout_ms
+                    ),
+                })?;
+            metrics::histogram!("spindle_gateway_produce_seconds")
+                .record(started.elapsed().as_secs_f64());
+            acknowledged.map_err(|reason| GatewayError::Unavailable {
+                what: "kafka",
+                reason,
+            })
+        }
+        .await;
         match committed {
             Ok(()) => {
                 self.inner.limits.record(project, verdict.accepted_spans);
@@ -259,76 +308,6 @@ impl Gateway {
                 Err(e)
             }
         }
-    }
-
-    /// Archives the admitted request and produces its kept spans; `Ok` once both are durable.
-    #[allow(clippy::too_many_arguments)]
-    async fn commit(
-        &self,
-        principal: &Principal,
-        transport: Transport,
-        body: &Bytes,
-        resources: &[wire::ResourceView<'_>],
-        all_valid: bool,
-        received_at: u64,
-        partitions: u32,
-    ) -> Result<(), GatewayError> {
-        let project = &principal.project_id;
-        let keep = |span: &wire::SpanView<'_>| all_valid || validate::is_valid(span, received_at);
-        let archived = if all_valid {
-            body.clone()
-        } else {
-            Bytes::from(wire::filtered_request(resources, keep))
-        };
-        let started = Instant::now();
-        let pointer = self
-            .inner
-            .archiver
-            .archive(
-                &principal.workspace_id,
-                project,
-                transport.as_str(),
-                received_at,
-                archived,
-            )
-            .await
-            .map_err(|reason| GatewayError::Unavailable { what: "s3", reason })?;
-        metrics::histogram!("spindle_gateway_archive_seconds")
-            .record(started.elapsed().as_secs_f64());
-
-        let started = Instant::now();
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_millis(self.inner.config.produce_timeout_ms);
-        let mut records = batch::Records::new(
-            resources,
-            keep,
-            &principal.workspace_id,
-            project,
-            received_at,
-            &pointer,
-            partitions,
-        );
-        // One buffer for every record: librdkafka copies each payload when it is enqueued.
-        let mut payload = Vec::new();
-        let acks = Acks::new();
-        while let Some(key) = records.next_into(&mut payload) {
-            self.enqueue(&key, &payload, &acks, deadline).await?;
-        }
-        let acknowledged = tokio::time::timeout_at(deadline, acks.settled())
-            .await
-            .map_err(|_| GatewayError::Unavailable {
-                what: "kafka",
-                reason: format!(
-                    "no acknowledgement from the brokers within {} ms",
-                    self.inner.config.produce_timeout_ms
-                ),
-            })?;
-        metrics::histogram!("spindle_gateway_produce_seconds")
-            .record(started.elapsed().as_secs_f64());
-        acknowledged.map_err(|reason| GatewayError::Unavailable {
-            what: "kafka",
-            reason,
-        })
     }
 
     /// Hands one record to the producer, which copies it; while its queue is full, retries
