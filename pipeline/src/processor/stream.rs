@@ -435,14 +435,12 @@ async fn complete_due(
                 root_seen: trace.root_seen,
                 at_unix_nano: now,
             };
-            send(
-                producer,
-                TRACES_EVENTS.name,
-                key.clone().into_bytes(),
-                event.encode_to_vec(),
-                None,
-                timeout,
-            )
+            let payload = event.encode_to_vec();
+            async move {
+                producer
+                    .send(TRACES_EVENTS.name, key.as_bytes(), &payload, None, timeout)
+                    .await
+            }
         });
         let results = futures::future::join_all(sends).await;
         if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
@@ -476,19 +474,6 @@ async fn enqueue(
         .enqueue(record, acks, deadline)
         .await
         .map_err(|e| format!("produce to `{}` failed: {e}", record.topic))
-}
-
-async fn send(
-    producer: &Producer,
-    topic: &'static str,
-    key: Vec<u8>,
-    payload: Vec<u8>,
-    headers: Option<OwnedHeaders>,
-    timeout: Duration,
-) -> Result<(), String> {
-    producer
-        .send(topic, &key, &payload, headers.as_ref(), timeout)
-        .await
 }
 
 #[cfg(test)]
