@@ -59,6 +59,16 @@ async fn post_to(addr: &str, key: &str, body: Vec<u8>) -> (u16, Option<String>, 
     (status, retry, body)
 }
 
+/// Checks a retryable 503 for `what` being down: Retry-After 1, nothing accepted.
+fn assert_unavailable((status, retry, body): &(u16, Option<String>, String), what: &str) {
+    assert_eq!(*status, 503, "{body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert!(
+        body.contains(&format!("{what} is unavailable, nothing was accepted")),
+        "{body}"
+    );
+}
+
 async fn until_accepted(stack: &PrivateStack, key: &str) -> Duration {
     until_accepted_at(&stack.config.gateway.http_listen.to_string(), key).await
 }
@@ -94,26 +104,14 @@ async fn broker_then_archive_outage_is_503_and_recovers_by_itself() {
 
     // The broker dies: no acknowledgement, a retryable 503.
     stack.kill9("kafka");
-    let (status, retry, body) = post(&stack, &key, request(3, 10)).await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(retry.as_deref(), Some("1"));
-    assert!(
-        body.contains("kafka is unavailable, nothing was accepted"),
-        "{body}"
-    );
+    assert_unavailable(&post(&stack, &key, request(3, 10)).await, "kafka");
     stack.must(&["up"]);
     let took = until_accepted(&stack, &key).await;
     eprintln!("recovered from the broker outage {took:?} after the broker returned");
 
     // The archive dies: same contract.
     stack.kill9("s3");
-    let (status, retry, body) = post(&stack, &key, request(3, 10)).await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(retry.as_deref(), Some("1"));
-    assert!(
-        body.contains("s3 is unavailable, nothing was accepted"),
-        "{body}"
-    );
+    assert_unavailable(&post(&stack, &key, request(3, 10)).await, "s3");
 
     // While S3 hangs, requests pile up: past the in-flight budget they are shed at once.
     let connect =
@@ -233,13 +231,9 @@ async fn a_gateway_started_with_the_broker_down_recovers_and_its_503s_cost_no_ra
     }
 
     for _ in 0..2 {
-        let (status, retry, body) = post_to(&http, &key, request(100, 10)).await;
-        assert_eq!(status, 503, "{body}");
-        assert_eq!(retry.as_deref(), Some("1"));
-        assert!(
-            body.contains("kafka is unavailable, nothing was accepted"),
-            "{body}"
-        );
+        let answer = post_to(&http, &key, request(100, 10)).await;
+        assert_unavailable(&answer, "kafka");
+        let body = &answer.2;
         assert!(
             body.contains("the partitions of `spans.raw` are not known yet"),
             "{body}"
